@@ -1,0 +1,239 @@
+"""The configuration document: pydantic models that mirror the YAML one to one.
+
+Every model is frozen and forbids unknown keys, so a typo is an error at load time and never a
+silently ignored setting. Field names are the YAML keys. These ``*Spec`` objects are only the
+validated document; ``config.compile`` turns them into the immutable runtime objects.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from .durations import parse_duration
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    Field(description="a duration: 250ms, 30s, 5m, 24h; a bare number means seconds"),
+]
+
+ASYMMETRIC_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+Algorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "HS256", "HS384", "HS512",
+]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]*)):(?P<port>\d{1,5})$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?$")
+
+
+def _check_listen(value: str) -> str:
+    m = _LISTEN.match(value)
+    if m is None or not 0 <= int(m["port"]) < 65536:
+        raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:8080 or [::1]:8080 (port 0: any free port)")
+    return value
+
+
+def _check_header_name(value: str) -> str:
+    if not _HEADER_NAME.match(value):
+        raise ValueError("not a valid HTTP header name")
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    from yarl import URL
+
+    try:
+        url = URL(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if url.query_string or url.fragment:
+        raise ValueError("must not have a query or fragment")
+    if url.user or url.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+def _check_host(value: str) -> str:
+    lowered = value.lower()
+    if not _HOST.match(lowered):
+        raise ValueError("must be a host name without port, e.g. api.example.com")
+    return lowered
+
+
+def _check_scope_token(value: str) -> str:
+    # RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
+    if not value or any(c == '"' or c == "\\" or not 0x21 <= ord(c) <= 0x7E for c in value):
+        raise ValueError("not a valid scope token (RFC 6749 §3.3)")
+    return value
+
+
+ListenAddress = Annotated[str, AfterValidator(_check_listen)]
+HeaderName = Annotated[str, AfterValidator(_check_header_name)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+HostName = Annotated[str, AfterValidator(_check_host)]
+Scope = Annotated[str, AfterValidator(_check_scope_token)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSpec(Spec):
+    listen: ListenAddress = Field("0.0.0.0:8080", description="public listener HOST:PORT")
+    realm: str = Field("gateway", description='realm in WWW-Authenticate challenges')
+    max_token_bytes: int = Field(
+        8192, ge=256, le=1_048_576, description="bearer tokens longer than this are refused"
+    )
+    request_id_header: HeaderName = Field("X-Request-ID", description="request id header")
+
+
+class AdminSpec(Spec):
+    listen: ListenAddress = Field("127.0.0.1:9090", description="admin listener HOST:PORT")
+    token_file: str | None = Field(None, description="file holding the admin API bearer token")
+    token_env: str | None = Field(None, description="environment variable holding the token")
+    generate_token: bool = Field(
+        False,
+        description="development only: `run` writes a random token to token_file if missing",
+    )
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AdminSpec:
+        if self.token_file and self.token_env:
+            raise ValueError("give token_file or token_env, not both")
+        if self.generate_token and not self.token_file:
+            raise ValueError("generate_token needs token_file")
+        return self
+
+
+class IssuerSpec(Spec):
+    issuer: str = Field(description="exact value of the tokens' iss claim")
+    audiences: list[str] = Field(
+        min_length=1, description="the token's aud must contain one of these"
+    )
+    keys: list[str] = Field(
+        default_factory=list, description="PEM, JWK or JWKS files with the verification keys"
+    )
+    secret_file: str | None = Field(None, description="HMAC secret file (HS* algorithms only)")
+    secret_env: str | None = Field(None, description="HMAC secret env variable (HS* only)")
+    algorithms: list[Algorithm] = Field(
+        default_factory=lambda: ["RS256"], min_length=1, description="algorithm allowlist"
+    )
+    leeway: Duration = Field(30.0, ge=0, le=600, description="clock skew allowed on exp/nbf/iat")
+    dev_signing_key: str | None = Field(
+        None,
+        description="development only: private key file created on first run if missing; "
+        "its public half verifies tokens and `oauth2-gateway token` signs with it",
+    )
+
+    @model_validator(mode="after")
+    def _keys_match_algorithms(self) -> IssuerSpec:
+        hmac = [a for a in self.algorithms if a in HMAC_ALGORITHMS]
+        asym = [a for a in self.algorithms if a not in HMAC_ALGORITHMS]
+        if hmac and asym:
+            raise ValueError(
+                f"HMAC algorithms {hmac} cannot be mixed with asymmetric algorithms {asym} "
+                "for one issuer"
+            )
+        has_secret = bool(self.secret_file or self.secret_env)
+        if self.secret_file and self.secret_env:
+            raise ValueError("give secret_file or secret_env, not both")
+        if hmac and not has_secret:
+            raise ValueError("HS* algorithms need secret_file or secret_env")
+        if has_secret and not hmac:
+            raise ValueError("secret_file/secret_env are only for HS* algorithms")
+        if asym and not self.keys and not self.dev_signing_key:
+            raise ValueError("at least one key file is required under 'keys'")
+        if self.dev_signing_key and "ES256" not in self.algorithms:
+            raise ValueError("dev_signing_key signs with ES256: add ES256 to algorithms")
+        if hmac and self.keys:
+            raise ValueError("'keys' are for asymmetric algorithms; HS* use secret_file/secret_env")
+        return self
+
+
+class RevocationSpec(Spec):
+    store: Literal["memory"] = Field("memory", description="revocation store backend")
+    on_unavailable: Literal["deny", "allow"] = Field(
+        "deny", description="when the store fails: deny (503) or allow the request"
+    )
+    max_token_lifetime: Duration = Field(
+        86400.0, gt=0, description="how long a jti entry without exp is kept"
+    )
+
+
+class IdentityHeadersSpec(Spec):
+    subject: HeaderName | None = Field("X-Auth-Subject", description="header carrying sub")
+    client_id: HeaderName | None = Field("X-Auth-Client-Id", description="header carrying client_id")
+    scopes: HeaderName | None = Field("X-Auth-Scopes", description="space-separated scopes")
+    issuer: HeaderName | None = Field(None, description="header carrying iss (off by default)")
+
+
+class MatchSpec(Spec):
+    path: str | None = Field(None, description="exact path")
+    path_prefix: str | None = Field(None, description="path prefix, matched on segment boundaries")
+    host: HostName | None = Field(None, description="Host header to match (no port)")
+    methods: list[HttpMethod] | None = Field(None, min_length=1, description="allowed methods")
+
+    @model_validator(mode="after")
+    def _one_path(self) -> MatchSpec:
+        if (self.path is None) == (self.path_prefix is None):
+            raise ValueError("give exactly one of path or path_prefix")
+        return self
+
+
+class RequireSpec(Spec):
+    scopes: list[Scope] = Field(default_factory=list, description="all of these scopes")
+    any_of: list[Scope] = Field(default_factory=list, description="at least one of these scopes")
+
+
+class RouteSpec(Spec):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", description="unique name")
+    match: MatchSpec
+    upstream: HttpUrl = Field(description="upstream base URL; its path is a prefix")
+    auth: Literal["required", "none"] = Field(
+        "required", description="none: no token, revocation or scope check"
+    )
+    require: RequireSpec = Field(default_factory=RequireSpec, description="scope requirements")
+    timeout: Duration = Field(30.0, gt=0, description="upstream connect + response headers")
+    allow_encoded_slash: bool = Field(False, description="pass %2F in paths through unchanged")
+
+    @model_validator(mode="after")
+    def _require_needs_auth(self) -> RouteSpec:
+        if self.auth == "none" and (self.require.scopes or self.require.any_of):
+            raise ValueError("a route with auth: none cannot require scopes")
+        return self
+
+
+class DemoUpstreamSpec(Spec):
+    listen: ListenAddress = Field(description="where `run` starts the built-in echo upstream")
+
+
+class GatewaySpec(Spec):
+    """The whole configuration file."""
+
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    admin: AdminSpec = Field(default_factory=AdminSpec)
+    issuers: list[IssuerSpec] = Field(default_factory=list)
+    revocation: RevocationSpec | None = Field(None, description="absent: no revocation check")
+    identity_headers: IdentityHeadersSpec = Field(default_factory=IdentityHeadersSpec)
+    routes: list[RouteSpec] = Field(min_length=1)
+    demo_upstream: DemoUpstreamSpec | None = Field(
+        None, description="development only: an echo upstream started by `run`"
+    )

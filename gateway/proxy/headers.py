@@ -1,0 +1,130 @@
+"""Header rules for proxying: hop-by-hop removal, forwarding headers, identity headers.
+
+Pure functions over multidicts. Everything the gateway asserts upstream (identity, forwarding
+information) is first stripped from what the client sent, in any case and ``_`` spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ..auth.principal import Principal
+from ..errors import ClaimInvalid
+
+# RFC 9110 §7.6.1, plus the non-standard ones proxies are known to honour.
+HOP_BY_HOP: frozenset[str] = frozenset({
+    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+    "proxy-authorization", "proxy-authenticate", "proxy", "proxy-connection",
+})
+FORWARDING: frozenset[str] = frozenset({
+    "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+    "x-forwarded-port", "x-forwarded-prefix", "x-real-ip",
+})
+VIA_TOKEN = "1.1 oauth2-gateway"
+_FORBIDDEN_IN_VALUE = ("\r", "\n", "\x00")
+
+
+def normalized_name(name: str) -> str:
+    """Header name as upstream frameworks may read it: lower case, ``_`` as ``-``."""
+    return name.lower().replace("_", "-")
+
+
+def connection_nominated(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    """Names listed in Connection headers (RFC 9110 §7.6.1), lower case."""
+    nominated: set[str] = set()
+    for value in headers.getall(hdrs.CONNECTION, ()):
+        nominated.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return nominated
+
+
+def _drop(name: str, nominated: set[str], stripped: frozenset[str]) -> bool:
+    lower = name.lower()
+    return lower in HOP_BY_HOP or lower in nominated or normalized_name(name) in stripped
+
+
+def request_headers(
+    incoming: CIMultiDictProxy[str],
+    *,
+    stripped: frozenset[str],
+    upstream_authority: str,
+    client_ip: str | None,
+    proto: str,
+) -> CIMultiDict[str]:
+    """Headers for the upstream request, before identity headers are added.
+
+    ``stripped`` holds normalised names to remove (forwarding and identity headers).
+    """
+    nominated = connection_nominated(incoming)
+    out: CIMultiDict[str] = CIMultiDict()
+    via = []
+    for name, value in incoming.items():
+        if _drop(name, nominated, stripped) or name.lower() == "host":
+            continue
+        if name.lower() == "via":
+            via.append(value)
+            continue
+        out.add(name, value)
+    out[hdrs.HOST] = upstream_authority
+    original_host = incoming.get(hdrs.HOST)
+    if client_ip:
+        out["X-Forwarded-For"] = client_ip
+    out["X-Forwarded-Proto"] = proto
+    if original_host:
+        out["X-Forwarded-Host"] = original_host
+    forwarded = [f"for={_forwarded_node(client_ip)}" if client_ip else "", f"proto={proto}"]
+    if original_host and _is_token_safe(original_host):
+        forwarded.append(f'host="{original_host}"')
+    out["Forwarded"] = ";".join(p for p in forwarded if p)
+    out[hdrs.VIA] = ", ".join([*via, VIA_TOKEN])
+    return out
+
+
+def _forwarded_node(ip: str) -> str:
+    return f'"[{ip}]"' if ":" in ip else ip
+
+
+def _is_token_safe(value: str) -> bool:
+    return all(0x21 <= ord(c) <= 0x7E and c not in '"\\' for c in value)
+
+
+def check_header_value(value: str) -> str:
+    if any(c in value for c in _FORBIDDEN_IN_VALUE):
+        raise ClaimInvalid("a claim passed as a header contains CR, LF or NUL")
+    return value
+
+
+def add_identity(
+    headers: CIMultiDict[str],
+    principal: Principal,
+    *,
+    subject: str | None,
+    client_id: str | None,
+    scopes: str | None,
+    issuer: str | None,
+) -> None:
+    """Add the verified identity; raises ClaimInvalid for values that could split headers."""
+    if subject and principal.subject is not None:
+        headers[subject] = check_header_value(principal.subject)
+    if client_id and principal.client_id is not None:
+        headers[client_id] = check_header_value(principal.client_id)
+    if scopes:
+        headers[scopes] = check_header_value(" ".join(sorted(principal.scopes)))
+    if issuer and principal.issuer:
+        headers[issuer] = check_header_value(principal.issuer)
+
+
+def response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The upstream response's headers without hop-by-hop ones (and those Connection names)."""
+    nominated = connection_nominated(incoming)
+    return CIMultiDict(
+        (k, v) for k, v in incoming.items()
+        if k.lower() not in HOP_BY_HOP and k.lower() not in nominated
+    )
+
+
+def stripped_names(identity_names: Iterable[str]) -> frozenset[str]:
+    """Normalised names a route removes from client requests."""
+    return frozenset(FORWARDING | {normalized_name(n) for n in identity_names})

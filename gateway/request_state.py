@@ -1,0 +1,27 @@
+"""What one request carries between the middlewares and the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .auth.principal import Principal
+from .proxy.forward import Forwarder
+from .metrics import UNMATCHED
+from .runtime import Runtime
+
+
+@dataclass(slots=True)
+class RequestState:
+    request_id: tuple[str, str]          # (header name, value)
+    runtime: Runtime                     # the ONE snapshot this request reads
+    forwarder: Forwarder
+    route: str = UNMATCHED
+    principal: Principal | None = None
+    auth_reason: str | None = None       # "ok", "none" or the refusal reason
+    error_detail: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+REQUEST_STATE = web.RequestKey("request_state", RequestState)

@@ -1,0 +1,6 @@
+pytest_plugins = [
+    "tests.fixtures.keys",
+    "tests.fixtures.tokens",
+    "tests.fixtures.upstream",
+    "tests.fixtures.gateway",
+]

@@ -65,7 +65,9 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && /opt/venv/bin/oauth2-gateway --help > /dev/null
 
 USER ${UID}:${GID}
-WORKDIR /var/lib/oauth2-gateway
+# The CLI's default config is ./gateway.yaml: from here, `oauth2-gateway check|routes|
+# token|revoke` inside the container use the mounted config without -c.
+WORKDIR /etc/oauth2-gateway
 
 # 8080: public listener (server.listen). 9090: admin listener (admin.listen):
 # /metrics, /healthz, /readyz and the token-protected /admin/* API. Never publish

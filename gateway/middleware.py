@@ -16,7 +16,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .errors import AuthError, DependencyError, GatewayError
+from .errors import AuthError, BadTarget, DependencyError, GatewayError
 from .logs import access_log
 from .metrics import GatewayMetrics
 from .proxy.forward import Forwarder
@@ -93,6 +93,9 @@ def make_observe(
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request[REQUEST_STATE]
     try:
+        if request.match_info.http_exception is not None:
+            # aiohttp's router saw no origin-form path: "*", an authority (CONNECT) …
+            raise BadTarget(f"target {request.raw_path[:200]!r} is not origin-form")
         return await handler(request)
     except GatewayError as err:
         if isinstance(err, AuthError | DependencyError):

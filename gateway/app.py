@@ -28,6 +28,10 @@ from .settings import Address, Settings
 
 log = logging.getLogger("gateway")
 
+#: Header fields up to this size reach the gateway, so an oversized token gets the gateway's
+#: own 401 (reason ``oversized``) rather than aiohttp's plain 400 (its default is 8190).
+_HEADER_FIELD_SIZE = 32768
+
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -97,9 +101,14 @@ class GatewayServer:
         )
 
     async def _listen(self, app: web.Application, address: Address) -> Address:
+        # aiohttp refuses header lines over 8190 bytes with its own plain 400 before any
+        # gateway code runs: leave room for the largest bearer token we are to judge.
+        field_size = max(_HEADER_FIELD_SIZE, self.loaded.spec.server.max_token_bytes + 64)
         runner = web.AppRunner(
             app, access_log=None, auto_decompress=False, handle_signals=False,
-            shutdown_timeout=10.0,
+            shutdown_timeout=10.0, max_field_size=field_size,
+            # a client that leaves cancels its handler: the upstream request is released
+            handler_cancellation=True,
         )
         await runner.setup()
         self._runners.append(runner)

@@ -33,9 +33,10 @@ reach the client. ``responses.error_response`` is the only place that turns thes
     ├── DependencyError
     │   ├── KeysUnavailable      503 keys_unavailable
     │   └── RevocationUnavailable 503 revocation_unavailable
-    └── UpstreamError
-        ├── UpstreamUnavailable  502 upstream_unavailable
-        └── UpstreamTimeout      504 upstream_timeout
+    ├── UpstreamError
+    │   ├── UpstreamUnavailable  502 upstream_unavailable
+    │   └── UpstreamTimeout      504 upstream_timeout
+    └── UnsupportedTransferCoding 501 unsupported_transfer_coding  (RFC 9112 §6.1)
 
     ConfigError   never reaches HTTP: ``check`` exits 1, a rejected reload keeps the old config
 """
@@ -232,6 +233,15 @@ class UpstreamTimeout(UpstreamError):
     description = "upstream timed out"
 
 
+class UnsupportedTransferCoding(GatewayError):
+    """A request transfer coding other than chunked: it cannot be relayed faithfully."""
+
+    status = 501
+    reason = "unsupported_transfer_coding"
+    error = "not_implemented"
+    description = "transfer coding not supported"
+
+
 # -- configuration ----------------------------------------------------------------------
 
 
@@ -265,6 +275,6 @@ REASONS: frozenset[str] = frozenset(
         TokenMalformed, TokenTooLarge, SignatureInvalid, AlgorithmNotAllowed, KeyNotFound,
         IssuerUnknown, AudienceMismatch, TokenExpired, TokenNotYetValid, ClaimMissing,
         ClaimInvalid, TokenRevoked, InsufficientScope, KeysUnavailable, RevocationUnavailable,
-        UpstreamUnavailable, UpstreamTimeout, GatewayError,
+        UpstreamUnavailable, UpstreamTimeout, UnsupportedTransferCoding, GatewayError,
     )
 )

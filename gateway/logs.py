@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from aiohttp.http_exceptions import BadHttpMessage
+
 ACCESS = logging.getLogger("gateway.access")
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
@@ -30,9 +32,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ParserErrorRedactor(logging.Filter):
+    """aiohttp logs a rejected request with the start of the offending line, which may be
+    an Authorization header: keep the error class, drop the echoed bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage):
+            record.msg = "rejected a malformed HTTP request: %s"
+            record.args = (type(exc).__name__,)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ParserErrorRedactor())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -14,7 +14,8 @@ from multidict import CIMultiDictProxy
 
 from .auth.extract import extract_bearer
 from .auth.principal import Principal
-from .errors import BadTarget, MissingToken
+from .errors import MissingToken
+from .proxy.headers import check_transfer_coding
 from .request_state import REQUEST_STATE, RequestState
 from .routing import RouteMatch
 from .runtime import Route
@@ -51,9 +52,7 @@ async def decide(
 
 async def handle(request: web.Request) -> web.StreamResponse:
     state = request[REQUEST_STATE]
-    if request.match_info.http_exception is not None:
-        # aiohttp's router saw no origin-form path: "*", an authority (CONNECT) …
-        raise BadTarget(f"target {request.raw_path[:200]!r} is not origin-form")
+    check_transfer_coding(request.headers)
     decision = await decide(state, request.method, request.raw_path, request.headers)
     return await state.forwarder.forward(
         request, decision.match, decision.principal, state.request_id

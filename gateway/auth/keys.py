@@ -108,7 +108,8 @@ def _pem_keys(data: bytes, source: str) -> list[KeyEntry]:
         except KeyFileError:
             raise
         except ValueError as exc:
-            raise KeyFileError(f"unreadable PEM block {label.decode(errors='replace')}: {exc}") from None
+            name = label.decode(errors="replace")
+            raise KeyFileError(f"unreadable PEM block {name}: {exc}") from None
         entries.append(KeyEntry(None, key, algorithms_for(key), source))  # type: ignore[arg-type]
     return entries
 
@@ -121,7 +122,9 @@ def jwk_entry(jwk: Mapping[str, Any], source: str) -> KeyEntry | None:
         raise KeyFileError("holds private or symmetric key material; give public keys only")
     try:
         parsed = jwt.PyJWK(dict(jwk))
-    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError) as exc:
+    except (
+        jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError, NotImplementedError,
+    ) as exc:  # NotImplementedError: PyJWK's answer to "alg": "none"
         raise KeyFileError(f"unusable JWK (kid={jwk.get('kid')!r}): {exc}") from None
     key = parsed.key
     allowed = algorithms_for(key)

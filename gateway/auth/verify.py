@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ from ..errors import (
     TokenNotYetValid,
     TokenTooLarge,
 )
-from .keys import KeyEntry
+from .keys import KeyEntry, thumbprint
 from .principal import Principal, scopes_from_claims
 
 Clock = Callable[[], float]
@@ -49,6 +50,9 @@ _JWT_ERRORS: Mapping[type[Exception], type[InvalidToken]] = {
     jwt.ImmatureSignatureError: TokenNotYetValid,
     jwt.InvalidAlgorithmError: AlgorithmNotAllowed,
     jwt.InvalidKeyError: AlgorithmNotAllowed,
+    jwt.exceptions.InvalidIssuedAtError: ClaimInvalid,
+    jwt.exceptions.InvalidSubjectError: ClaimInvalid,
+    jwt.exceptions.InvalidJTIError: ClaimInvalid,
     jwt.DecodeError: TokenMalformed,
     jwt.InvalidTokenError: TokenMalformed,
 }
@@ -86,7 +90,13 @@ class Issuer:
         leeway: float,
         keys: tuple[KeyEntry, ...],
     ) -> Issuer:
-        by_kid = {k.kid: k for k in keys if k.kid is not None}
+        by_kid: dict[str, KeyEntry] = {}
+        for entry in keys:
+            if entry.kid is not None:
+                by_kid.setdefault(entry.kid, entry)
+            elif not isinstance(entry.key, bytes):
+                # A key without a kid of its own (PEM) answers to its RFC 7638 thumbprint.
+                by_kid.setdefault(thumbprint(entry.key), entry)
         return cls(issuer, audiences, algorithms, leeway, keys, MappingProxyType(by_kid))
 
     def select_key(self, kid: object, alg: str) -> KeyEntry:
@@ -126,7 +136,13 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ClaimInvalid(f"{name} is not a JSON number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal of hundreds of digits
+        raise ClaimInvalid(f"{name} is out of range") from None
+    if not math.isfinite(number):  # Python's json accepts NaN and Infinity; JSON does not
+        raise ClaimInvalid(f"{name} is not a finite number")
+    return number
 
 
 def check_times(principal: Principal, leeway: float, now: float) -> None:
@@ -189,11 +205,17 @@ class TokenVerifier:
             raise TokenMalformed(f"{len(parts)} segments, a JWS has 3")
         header = _b64decode_json(parts[0])
         payload = _b64decode_json(parts[1])
+        if not _B64URL.issuperset(parts[2].encode("ascii", "replace")):
+            # PyJWT accepts a padded signature ("sig=="): a second spelling of one token.
+            # Header and payload are held to unpadded base64url already (RFC 7515 §2).
+            raise TokenMalformed("signature is not base64url")
         if not isinstance(header, dict) or not isinstance(payload, dict):
             raise TokenMalformed("header or payload is not a JSON object")
         iss = payload.get("iss")
         if not isinstance(iss, str):
-            raise ClaimMissing("no iss claim") if iss is None else TokenMalformed("iss not a string")
+            if iss is None:
+                raise ClaimMissing("no iss claim")
+            raise TokenMalformed("iss not a string")
         issuer = self._issuers.get(iss)
         if issuer is None:
             raise IssuerUnknown(f"issuer {iss[:128]!r} is not configured")
@@ -206,7 +228,7 @@ class TokenVerifier:
         try:
             claims = jwt.decode(
                 token,
-                key=entry.key,  # type: ignore[arg-type]
+                key=entry.key,
                 algorithms=[alg],
                 audience=list(issuer.audiences),
                 issuer=issuer.issuer,

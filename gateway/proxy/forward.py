@@ -14,6 +14,7 @@ import time
 
 import aiohttp
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 from yarl import URL
 
 from ..auth.principal import Principal
@@ -21,7 +22,7 @@ from ..errors import UpstreamTimeout, UpstreamUnavailable
 from ..metrics import GatewayMetrics
 from ..routing import RouteMatch
 from ..runtime import Route
-from .headers import add_identity, request_headers, response_headers
+from .headers import add_identity, request_headers, response_headers, valid_field_value
 
 log = logging.getLogger("gateway.proxy")
 
@@ -50,6 +51,17 @@ def upstream_url(route: Route, path: str, query: str) -> URL:
         scheme=up.scheme, host=up.host, port=up.port,
         path=up.base_path + path, query_string=query, encoded=True,
     )
+
+
+def _unrelayable(upstream: aiohttp.ClientResponse, headers: CIMultiDict[str]) -> str | None:
+    """Why the upstream's response head cannot be passed on, or None."""
+    if upstream.status == 101:
+        return "101 Switching Protocols without an Upgrade request"
+    if not valid_field_value(upstream.reason or ""):
+        return "control character in the reason phrase"
+    if not all(valid_field_value(v) for v in headers.values()):
+        return "control character in a response header"
+    return None
 
 
 class Forwarder:
@@ -98,17 +110,25 @@ class Forwarder:
                 from None
         self._metrics.record_upstream_response(route.name, time.perf_counter() - started)
         async with upstream:
-            return await self._relay(request, route, upstream, request_id)
+            headers = response_headers(upstream.headers)
+            problem = _unrelayable(upstream, headers)
+            if problem is not None:
+                # Checked before anything is sent: the client gets a clean 502, never a 500
+                # from aiohttp's header writer or an unsolicited protocol switch.
+                self._metrics.record_upstream_error(route.name, "upstream_unavailable")
+                raise UpstreamUnavailable(f"{route.upstream.url}: {problem}")
+            return await self._relay(request, route, upstream, headers, request_id)
 
     async def _relay(
         self,
         request: web.Request,
         route: Route,
         upstream: aiohttp.ClientResponse,
+        headers: CIMultiDict[str],
         request_id: tuple[str, str],
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        response.headers.extend(response_headers(upstream.headers))
+        response.headers.extend(headers)
         response.headers[request_id[0]] = request_id[1]
         await response.prepare(request)
         while True:

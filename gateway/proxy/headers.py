@@ -6,13 +6,14 @@ information) is first stripped from what the client sent, in any case and ``_`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..auth.principal import Principal
-from ..errors import ClaimInvalid
+from ..errors import ClaimInvalid, UnsupportedTransferCoding
 
 # RFC 9110 §7.6.1, plus the non-standard ones proxies are known to honour.
 HOP_BY_HOP: frozenset[str] = frozenset({
@@ -24,7 +25,9 @@ FORWARDING: frozenset[str] = frozenset({
     "x-forwarded-port", "x-forwarded-prefix", "x-real-ip",
 })
 VIA_TOKEN = "1.1 oauth2-gateway"
-_FORBIDDEN_IN_VALUE = ("\r", "\n", "\x00")
+#: Control characters other than HTAB are invalid in field values (RFC 9110 §5.5); CR, LF and
+#: NUL would split or end a header, and aiohttp's writer refuses all of them (→ 500 otherwise).
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def normalized_name(name: str) -> str:
@@ -90,9 +93,14 @@ def _is_token_safe(value: str) -> bool:
     return all(0x21 <= ord(c) <= 0x7E and c not in '"\\' for c in value)
 
 
+def valid_field_value(value: str) -> bool:
+    """False for values aiohttp's writer would refuse (control characters but HTAB)."""
+    return _FORBIDDEN_IN_VALUE.search(value) is None
+
+
 def check_header_value(value: str) -> str:
-    if any(c in value for c in _FORBIDDEN_IN_VALUE):
-        raise ClaimInvalid("a claim passed as a header contains CR, LF or NUL")
+    if not valid_field_value(value):
+        raise ClaimInvalid("a claim passed as a header contains a control character")
     return value
 
 
@@ -128,3 +136,14 @@ def response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
 def stripped_names(identity_names: Iterable[str]) -> frozenset[str]:
     """Normalised names a route removes from client requests."""
     return frozenset(FORWARDING | {normalized_name(n) for n in identity_names})
+
+
+def check_transfer_coding(headers: CIMultiDictProxy[str]) -> None:
+    """Only ``chunked`` can be relayed (aiohttp de-chunks; other codings would be lost)."""
+    codings = [
+        c.strip().lower()
+        for value in headers.getall(hdrs.TRANSFER_ENCODING, ())
+        for c in value.split(",") if c.strip()
+    ]
+    if codings and codings != ["chunked"]:
+        raise UnsupportedTransferCoding(f"transfer codings {codings[:8]} not supported")

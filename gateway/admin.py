@@ -10,7 +10,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -53,7 +53,7 @@ def _optional_text(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is not None and (not isinstance(value, str) or len(value) > 512):
         raise AdminRequestError(400, "invalid_request", f"{name} must be a string")
-    return cast("str | None", value)
+    return value
 
 
 def _subject_of(body: dict[str, Any], runtime: Runtime) -> tuple[Kind, str, str]:
@@ -67,8 +67,11 @@ def _subject_of(body: dict[str, Any], runtime: Runtime) -> tuple[Kind, str, str]
     value = body[field]
     if not isinstance(value, str) or len(value) > 1024:
         raise AdminRequestError(400, "invalid_request", f"{field} must be a string")
-    issuer = body.get("iss") or runtime.default_issuer
-    if not isinstance(issuer, str):
+    named_issuer = body.get("iss")
+    if named_issuer is not None and not isinstance(named_issuer, str):
+        raise AdminRequestError(400, "invalid_request", "iss must be a string")
+    issuer = named_issuer or runtime.default_issuer
+    if issuer is None:
         raise AdminRequestError(
             400, "invalid_request", "iss is required when several issuers are configured"
         )
@@ -190,7 +193,7 @@ def create_admin_app(
         except ValueError:
             raise AdminRequestError(400, "invalid_request", "limit must be a number") from None
         page = await store.list(
-            kind=cast("Kind | None", kind), issuer=q.get("iss"), value=q.get("value"),
+            kind=kind, issuer=q.get("iss"), value=q.get("value"),
             limit=limit, cursor=q.get("cursor"),
         )
         return web.json_response({

@@ -102,7 +102,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
         kind = "prefix " if rule.prefix else "exact  "
         requires = " ".join(sorted(route.policy.all_of))
         if route.policy.any_of:
-            requires += (" " if requires else "") + "any(" + " ".join(sorted(route.policy.any_of)) + ")"
+            any_of = "any(" + " ".join(sorted(route.policy.any_of)) + ")"
+            requires += (" " if requires else "") + any_of
         rows.append((
             str(i), rule.name, rule.host or "*", kind + rule.path,
             ",".join(sorted(rule.methods)) if rule.methods else "*",
@@ -232,7 +233,8 @@ def _admin(args: argparse.Namespace, method: str, *, body: dict[str, Any] | None
             _admin_call(method, base + "/admin/revocations", token, body=body, params=params)
         )
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        return _fail(f"cannot reach the admin API at {base}: {type(exc).__name__}: {exc}")
+        return _fail(f"cannot reach the admin API at {base} (is the gateway running?): "
+                     f"{type(exc).__name__}: {exc}")
     if status >= 400:
         description = payload.get("error_description", "") if isinstance(payload, dict) else ""
         return _fail(f"admin API answered {status}: {description}")

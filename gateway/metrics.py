@@ -104,8 +104,9 @@ class GatewayMetrics:
 
     def forget_routes(self, removed: Iterable[str]) -> None:
         """Drop the label sets of routes that no longer exist (after a reload)."""
+        gone = set(removed)  # once: ``removed`` may be a one-shot iterator
         for metric in (self.requests, self.request_duration, self.upstream_response,
                        self.auth_decisions, self.upstream_errors):
-            for labels in list(metric._metrics):  # noqa: SLF001 — no public iterator exists
-                if labels[0] in set(removed):
+            for labels in list(metric._metrics):  # no public iterator over the children
+                if labels[0] in gone:
                     metric.remove(*labels)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .auth.principal import Principal
-from .proxy.forward import Forwarder
 from .metrics import UNMATCHED
+from .proxy.forward import Forwarder
 from .runtime import Runtime
 
 

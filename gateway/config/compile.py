@@ -8,12 +8,12 @@ only I/O is reading the files the config names (keys, secrets), through ``read_f
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from yarl import URL
 
+from ..auth.devkey import dev_public_entry
 from ..auth.keys import HMAC_ALGORITHMS_SET, KeyEntry, KeyFileError, parse_key_file
 from ..auth.policy import RoutePolicy
 from ..auth.verify import Issuer, TokenVerifier
@@ -24,9 +24,8 @@ from ..revocation.check import RevocationChecker
 from ..revocation.store import RevocationStore
 from ..routing import MatchRule, RouteConflict, RouteTable
 from ..runtime import IdentityHeaders, Route, Runtime, Upstream
-from ..auth.devkey import dev_public_entry
-from .load import Loc, LoadedConfig
-from .model import GatewaySpec, IssuerSpec, RouteSpec
+from .load import LoadedConfig, Loc
+from .model import IssuerSpec, RouteSpec
 
 ReadFile = Callable[[Path], bytes]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -148,18 +147,6 @@ def _route(spec: RouteSpec, identity: IdentityHeaders) -> Route:
     )
 
 
-_QUOTED_NAME = re.compile(r"'([^']*)'")
-
-
-def _conflict_loc(spec: GatewaySpec, message: str) -> Loc:
-    """Locate a route-table conflict at the last route the message names."""
-    names = set(_QUOTED_NAME.findall(message))
-    for i in range(len(spec.routes) - 1, -1, -1):
-        if spec.routes[i].name in names:
-            return ("routes", i, "match")
-    return ("routes",)
-
-
 def compile_runtime(
     loaded: LoadedConfig,
     *,
@@ -193,24 +180,42 @@ def compile_runtime(
 
     seen: dict[str, int] = {}
     entries: list[tuple[MatchRule, Route]] = []
+    indexes: list[int] = []  # routes[...] index of each entry
     for i, route_spec in enumerate(spec.routes):
         if route_spec.name in seen:
             problems.add(
                 ("routes", i, "name"),
-                f"duplicate route name {route_spec.name!r} (first at routes[{seen[route_spec.name]}])",
+                f"duplicate route name {route_spec.name!r} "
+                f"(first at routes[{seen[route_spec.name]}])",
             )
             continue
         seen[route_spec.name] = i
         if route_spec.auth == "required" and not issuers:
             problems.add(("routes", i, "auth"), "route needs a token but no issuers are configured")
         route = _route(route_spec, identity)
+        try:
+            RouteTable([(route.rule, route)])  # the rule on its own: canonical path …
+        except RouteConflict as exc:
+            field = "path" if route_spec.match.path is not None else "path_prefix"
+            problems.add(("routes", i, "match", field), str(exc))
+            continue
         entries.append((route.rule, route))
+        indexes.append(i)
 
     table: RouteTable[Route] | None = None
     try:
         table = RouteTable(entries)
-    except RouteConflict as exc:
-        problems.add(_conflict_loc(spec, str(exc)), str(exc))
+    except RouteConflict:
+        # Slow path, only for a broken config: add the routes one by one to report every tie
+        # at the route that causes it.
+        accepted: list[tuple[MatchRule, Route]] = []
+        for i, entry in zip(indexes, entries, strict=True):
+            try:
+                RouteTable([*accepted, entry])
+            except RouteConflict as exc:
+                problems.add(("routes", i, "match"), str(exc))
+                continue
+            accepted.append(entry)
 
     checker = None
     if spec.revocation is not None:

@@ -1,7 +1,10 @@
 """Config file → YAML (with line numbers) → ``${ENV}`` expansion → validated ``GatewaySpec``.
 
-Every problem is reported as ``file:line: field.path: message``; expanded values never appear
-in a message, so a secret passed through the environment cannot leak through ``check``.
+Every problem is reported as ``file:line: field.path: message``. Messages never quote a value
+taken from the environment: it is shown as ``${NAME}`` (``redact``), so a secret passed through
+the environment cannot leak through ``check``, a failed reload or the compile step.
+``${VAR:-default}`` takes the default when VAR is unset or empty (as in the shell); ``$$`` is a
+literal ``$``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
 from pydantic import ValidationError
+from yaml.constructor import SafeConstructor
 
 from ..errors import ConfigError, ConfigProblem
 from .model import GatewaySpec
@@ -45,6 +48,8 @@ class LoadedConfig:
     spec: GatewaySpec
     sha256: str
     lines: Mapping[Loc, int] = field(repr=False)
+    #: (value, variable name) of every ``${VAR}`` taken from the environment, for redaction.
+    expanded: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -59,7 +64,29 @@ class LoadedConfig:
         return None
 
     def problem(self, loc: Loc, message: str) -> ConfigProblem:
+        message = redact(message, self.expanded)
         return ConfigProblem(str(self.path), self.line_of(loc), format_loc(loc), message)
+
+
+#: Expanded values shorter than this are not redacted (they would mangle ordinary words).
+_MIN_REDACTED = 4
+
+
+def redact(message: str, expanded: tuple[tuple[str, str], ...]) -> str:
+    """``message`` with every value taken from the environment replaced by ``${NAME}``.
+
+    Case-insensitive, since host names are quoted lower-cased.
+    """
+    for value, name in expanded:
+        if len(value) >= _MIN_REDACTED:
+            marker = "${" + name + "}"
+            message = re.compile(re.escape(value), re.I).sub(marker, message)
+    return message
+
+
+_INVALID = object()
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 class _Builder:
@@ -70,38 +97,75 @@ class _Builder:
         self.environ = environ
         self.lines: dict[Loc, int] = {}
         self.problems: list[ConfigProblem] = []
+        self.expanded: dict[str, str] = {}
         self._constructor = SafeConstructor()
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.lines.setdefault(loc, node.start_mark.line + 1)
+        if node.tag not in _COLLECTION_TAGS and not isinstance(node, yaml.ScalarNode):
+            self._fail(node, loc, f"invalid value: unsupported tag {node.tag!r}")
+            return None
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
-            self._constructor.flatten_mapping(node)
+            # Merge keys (``<<: *defaults``) put the merged pairs first; the mapping's own
+            # keys override them. Only a key written twice in the mapping itself is an error.
+            own_nodes = {id(key_node) for key_node, _ in node.value}
+            try:
+                self._constructor.flatten_mapping(node)
+            except yaml.YAMLError as exc:
+                self._fail(node, loc, f"invalid merge: {getattr(exc, 'problem', exc)}")
+                node.value = [(k, v) for k, v in node.value if k.tag != _MERGE_TAG]
+            own_keys: set[str] = set()
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node)  # type: ignore[no-untyped-call]
+                key = self._scalar(key_node, loc)
+                if key is _INVALID:
+                    continue
                 if not isinstance(key, str):
                     self._fail(key_node, loc, f"keys must be strings, not {key!r}")
                     continue
-                if key in result:
-                    self._fail(key_node, (*loc, key), "duplicate key")
-                    continue
+                if id(key_node) in own_nodes:
+                    if key in own_keys:
+                        self._fail(key_node, (*loc, key), "duplicate key")
+                        continue
+                    own_keys.add(key)
+                if key in result:  # overriding a merged value: forget where that one was
+                    self._forget_lines((*loc, key))
                 self.lines[(*loc, key)] = key_node.start_mark.line + 1
                 result[key] = self.build(value_node, (*loc, key))
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
-        value = self._constructor.construct_object(node)  # type: ignore[no-untyped-call]
+        value = self._scalar(node, loc)
+        if value is _INVALID:
+            return None
         if isinstance(value, str) and "$" in value:
             return self._expand(value, node, loc)
         return value
+
+    def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
+        """The value of a scalar node, or _INVALID (reported) when its tag cannot build it."""
+        try:
+            return self._constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            self._constructor.recursive_objects.clear()
+            problem = getattr(exc, "problem", None) or f"not a valid {node.tag.rsplit(':', 1)[-1]}"
+            self._fail(node, loc, f"invalid value: {problem}")
+            return _INVALID
+
+    def _forget_lines(self, prefix: Loc) -> None:
+        for loc in [loc for loc in self.lines if loc[: len(prefix)] == prefix]:
+            del self.lines[loc]
 
     def _expand(self, value: str, node: yaml.Node, loc: Loc) -> str:
         def substitute(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
             name, default = m.group(1), m.group(2)
-            if name in self.environ:
-                return self.environ[name]
+            found = self.environ.get(name)
+            # As in the shell: ${VAR:-default} takes the default when VAR is unset or empty.
+            if found is not None and (found or default is None):
+                self.expanded[found] = name
+                return found
             if default is not None:
                 return default
             self._fail(node, loc, f"environment variable {name} is not set and has no default")
@@ -137,14 +201,23 @@ def parse_config(text: str, file: str, environ: Mapping[str, str] | None = None)
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        if context:
+            context_mark = getattr(exc, "context_mark", None)
+            if context_mark is not None and context_mark.line + 1 != line:
+                context = f"{context} (started on line {context_mark.line + 1})"
+            problem = f"{context}, {problem}"
         raise ConfigError([ConfigProblem(file, line, "", f"invalid YAML: {problem}")]) from None
     if root is None:
-        raise ConfigError([ConfigProblem(file, None, "", "the file is empty")])
+        raise ConfigError([ConfigProblem(file, 1, "", "the file is empty (no YAML document)")])
     builder = _Builder(file, env)
     document = builder.build(root, ())
     if not isinstance(document, dict):
-        raise ConfigError([ConfigProblem(file, 1, "", "the top level must be a mapping")])
+        line = root.start_mark.line + 1
+        raise ConfigError([ConfigProblem(file, line, "", "the top level must be a mapping")])
     loaded_lines = dict(builder.lines)
+    # Longest first, so a value containing another is replaced whole.
+    expanded = tuple(sorted(builder.expanded.items(), key=lambda item: -len(item[0])))
     problems = list(builder.problems)
     already = {p.path for p in problems}
     try:
@@ -159,12 +232,13 @@ def parse_config(text: str, file: str, environ: Mapping[str, str] | None = None)
                 line = loaded_lines.get(loc[:end])
                 if line is not None:
                     break
-            problems.append(ConfigProblem(file, line, format_loc(loc), _message(error)))
+            message = redact(_message(error), expanded)
+            problems.append(ConfigProblem(file, line, format_loc(loc), message))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return LoadedConfig(Path(file), spec, digest, loaded_lines)
+    return LoadedConfig(Path(file), spec, digest, loaded_lines, expanded)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -31,21 +32,41 @@ ASYMMETRIC_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-Algorithm = Literal[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-    "HS256", "HS384", "HS512",
+
+
+def _refuse_none_algorithm(value: object) -> object:
+    if isinstance(value, str) and value.lower() == "none":
+        raise ValueError("'none' is never allowed: tokens must be signed")
+    return value
+
+
+Algorithm = Annotated[
+    Literal[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+        "EdDSA", "HS256", "HS384", "HS512",
+    ],
+    BeforeValidator(_refuse_none_algorithm),
 ]
+_DEFAULT_ALGORITHMS: tuple[Algorithm, ...] = ("RS256",)
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
-_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]*)):(?P<port>\d{1,5})$")
+_LISTEN = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]*)):(?P<port>\d{1,5})$"
+)
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?$")
+#: An upstream URL's host as yarl gives it (lower-cased): a name (``_`` allowed, as in
+#: container names), an IPv4 address or an IPv6 literal without its brackets.
+_UPSTREAM_HOST = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_\-.]*[a-z0-9_])?|[0-9a-f:.]*:[0-9a-f:.]*)$")
+_LABEL = r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^(?:{_LABEL}\.)*{_LABEL}$")
 
 
 def _check_listen(value: str) -> str:
     m = _LISTEN.match(value)
     if m is None or not 0 <= int(m["port"]) < 65536:
-        raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:8080 or [::1]:8080 (port 0: any free port)")
+        raise ValueError(
+            "must be HOST:PORT, e.g. 0.0.0.0:8080 or [::1]:8080 (port 0: any free port)"
+        )
     return value
 
 
@@ -64,6 +85,8 @@ def _check_http_url(value: str) -> str:
         raise ValueError(f"not a valid URL ({exc})") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError("must be an absolute http:// or https:// URL")
+    if not _UPSTREAM_HOST.match(url.raw_host or ""):
+        raise ValueError("the host is not a valid host name or IP address")
     if url.query_string or url.fragment:
         raise ValueError("must not have a query or fragment")
     if url.user or url.password:
@@ -134,7 +157,8 @@ class IssuerSpec(Spec):
     secret_file: str | None = Field(None, description="HMAC secret file (HS* algorithms only)")
     secret_env: str | None = Field(None, description="HMAC secret env variable (HS* only)")
     algorithms: list[Algorithm] = Field(
-        default_factory=lambda: ["RS256"], min_length=1, description="algorithm allowlist"
+        default_factory=lambda: list(_DEFAULT_ALGORITHMS), min_length=1,
+        description="algorithm allowlist",
     )
     leeway: Duration = Field(30.0, ge=0, le=600, description="clock skew allowed on exp/nbf/iat")
     dev_signing_key: str | None = Field(
@@ -143,15 +167,22 @@ class IssuerSpec(Spec):
         "its public half verifies tokens and `oauth2-gateway token` signs with it",
     )
 
-    @model_validator(mode="after")
-    def _keys_match_algorithms(self) -> IssuerSpec:
-        hmac = [a for a in self.algorithms if a in HMAC_ALGORITHMS]
-        asym = [a for a in self.algorithms if a not in HMAC_ALGORITHMS]
+    @field_validator("algorithms")
+    @classmethod
+    def _no_mixed_families(cls, algorithms: list[str]) -> list[str]:
+        hmac = [a for a in algorithms if a in HMAC_ALGORITHMS]
+        asym = [a for a in algorithms if a not in HMAC_ALGORITHMS]
         if hmac and asym:
             raise ValueError(
                 f"HMAC algorithms {hmac} cannot be mixed with asymmetric algorithms {asym} "
                 "for one issuer"
             )
+        return algorithms
+
+    @model_validator(mode="after")
+    def _keys_match_algorithms(self) -> IssuerSpec:
+        hmac = [a for a in self.algorithms if a in HMAC_ALGORITHMS]
+        asym = [a for a in self.algorithms if a not in HMAC_ALGORITHMS]
         has_secret = bool(self.secret_file or self.secret_env)
         if self.secret_file and self.secret_env:
             raise ValueError("give secret_file or secret_env, not both")
@@ -180,7 +211,9 @@ class RevocationSpec(Spec):
 
 class IdentityHeadersSpec(Spec):
     subject: HeaderName | None = Field("X-Auth-Subject", description="header carrying sub")
-    client_id: HeaderName | None = Field("X-Auth-Client-Id", description="header carrying client_id")
+    client_id: HeaderName | None = Field(
+        "X-Auth-Client-Id", description="header carrying client_id"
+    )
     scopes: HeaderName | None = Field("X-Auth-Scopes", description="space-separated scopes")
     issuer: HeaderName | None = Field(None, description="header carrying iss (off by default)")
 
@@ -228,11 +261,13 @@ class DemoUpstreamSpec(Spec):
 class GatewaySpec(Spec):
     """The whole configuration file."""
 
-    server: ServerSpec = Field(default_factory=ServerSpec)
-    admin: AdminSpec = Field(default_factory=AdminSpec)
+    server: ServerSpec = Field(default_factory=lambda: ServerSpec.model_validate({}))
+    admin: AdminSpec = Field(default_factory=lambda: AdminSpec.model_validate({}))
     issuers: list[IssuerSpec] = Field(default_factory=list)
     revocation: RevocationSpec | None = Field(None, description="absent: no revocation check")
-    identity_headers: IdentityHeadersSpec = Field(default_factory=IdentityHeadersSpec)
+    identity_headers: IdentityHeadersSpec = Field(
+        default_factory=lambda: IdentityHeadersSpec.model_validate({})
+    )
     routes: list[RouteSpec] = Field(min_length=1)
     demo_upstream: DemoUpstreamSpec | None = Field(
         None, description="development only: an echo upstream started by `run`"

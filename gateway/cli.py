@@ -10,7 +10,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _print_problems(err)
     except OSError as exc:
         return _fail(f"cannot create the development key: {exc}")
-    return asyncio.run(_run(loaded))
+    try:
+        run = event_loop_runner(args.loop)
+    except ImportError:
+        return _fail("--loop uvloop: uvloop is not installed (pip install 'oauth2-gateway[speed]')")
+    return run(_run(loaded))
+
+
+def event_loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, int]], int]:
+    """``asyncio.run`` or ``uvloop.run``: ``auto`` takes uvloop when it is installed."""
+    if choice == "asyncio":
+        return asyncio.run
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return asyncio.run
+    return uvloop.run
 
 
 async def _run(loaded: LoadedConfig) -> int:
@@ -302,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the gateway")
     _config_option(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                   help="event loop (auto: uvloop when installed)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate a config file (like nginx -t)")

@@ -108,6 +108,13 @@ def _check_scope_token(value: str) -> str:
     return value
 
 
+def _check_realm(value: str) -> str:
+    if not 0 < len(value) <= 128 or any(not 0x20 <= ord(c) <= 0x7E for c in value):
+        raise ValueError("must be 1 to 128 printable ASCII characters")
+    return value
+
+
+Realm = Annotated[str, AfterValidator(_check_realm)]
 ListenAddress = Annotated[str, AfterValidator(_check_listen)]
 HeaderName = Annotated[str, AfterValidator(_check_header_name)]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
@@ -121,7 +128,7 @@ class Spec(BaseModel):
 
 class ServerSpec(Spec):
     listen: ListenAddress = Field("0.0.0.0:8080", description="public listener HOST:PORT")
-    realm: str = Field("gateway", description='realm in WWW-Authenticate challenges')
+    realm: Realm = Field("gateway", description="realm in WWW-Authenticate challenges")
     max_token_bytes: int = Field(
         8192, ge=256, le=1_048_576, description="bearer tokens longer than this are refused"
     )

@@ -578,3 +578,14 @@ def test_run_on_a_busy_port_exits_1(tmp_path: Path) -> None:
         result = cli("run", "-c", str(quickstart_copy(tmp_path, ports)), cwd=tmp_path)
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.splitlines()[-1].startswith("oauth2-gateway: cannot listen: ")
+
+
+def test_event_loop_runner_choices() -> None:
+    import asyncio
+
+    from gateway.cli import event_loop_runner
+
+    assert event_loop_runner("asyncio") is asyncio.run
+    uvloop = pytest.importorskip("uvloop")
+    assert event_loop_runner("auto") is uvloop.run
+    assert event_loop_runner("uvloop") is uvloop.run

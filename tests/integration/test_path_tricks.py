@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.integration.test_raw_http import port_of, raw_exchange, request_bytes
+from tests.fixtures.raw import port_of, raw_exchange, request_bytes
 
 pytestmark = pytest.mark.integration
 

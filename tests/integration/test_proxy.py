@@ -16,7 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from tests.fixtures.gateway import base_config
-from tests.integration.test_raw_http import port_of, raw_exchange, request_bytes
+from tests.fixtures.raw import port_of, raw_exchange, request_bytes
 
 pytestmark = pytest.mark.integration
 

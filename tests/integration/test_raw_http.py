@@ -1,100 +1,18 @@
 """Requests written byte for byte on a socket: what aiohttp's parser refuses never reaches us.
 
 The aiohttp client normalises what it sends (request line, header framing), so these tests
-talk to the gateway over plain asyncio streams. ``raw_exchange`` is also used by the path
-trick tests.
+talk to the gateway over plain asyncio streams (tests/fixtures/raw.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from multidict import CIMultiDict
+
+from tests.fixtures.raw import port_of, raw_exchange, read_response, request_bytes
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class RawResponse:
-    version: str
-    status: int
-    headers: CIMultiDict[str]
-    body: bytes
-    closed: bool  # the server closed the connection after this response
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    body = bytearray()
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return bytes(body)
-        body += await reader.readexactly(size)
-        assert await reader.readexactly(2) == b"\r\n"
-
-
-async def read_response(
-    reader: asyncio.StreamReader, *, head: bool = False, timeout: float = 5.0
-) -> RawResponse:
-    """Read one HTTP/1.x response (HEAD: no body) from ``reader``."""
-    async with asyncio.timeout(timeout):
-        raw_head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = raw_head[:-4].decode("latin-1").split("\r\n")
-        version, status, *_ = status_line.split(" ", 2)
-        headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers.add(name, value.strip())
-        code = int(status)
-        if head or code in (204, 304) or 100 <= code < 200:
-            body = b""
-        elif "chunked" in headers.get("Transfer-Encoding", "").lower():
-            body = await _read_chunked(reader)
-        elif "Content-Length" in headers:
-            body = await reader.readexactly(int(headers["Content-Length"]))
-        else:
-            body = await reader.read()
-        closed = headers.get("Connection", "").lower() == "close" or reader.at_eof()
-        if not closed and version == "HTTP/1.0":
-            closed = "keep-alive" not in headers.get("Connection", "").lower()
-        return RawResponse(version, code, headers, body, closed)
-
-
-async def raw_exchange(
-    port: int, data: bytes, *, head: bool = False, timeout: float = 5.0
-) -> RawResponse:
-    """Send ``data`` as is on a new connection and read one response."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        # The server may answer and close before reading everything.
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        return await read_response(reader, head=head, timeout=timeout)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
-
-
-def request_bytes(request_line: str, *headers: str, body: bytes = b"") -> bytes:
-    head = "\r\n".join([request_line, *headers]) + "\r\n\r\n"
-    return head.encode("latin-1") + body
 
 
 # -- requests refused by the HTTP parser, before any middleware ---------------------------

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from tests.fixtures.gateway import base_config
-from tests.integration.test_raw_http import port_of, read_response, request_bytes
+from tests.fixtures.raw import port_of, read_response, request_bytes
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,8 @@
 """The admin listener: /metrics, /healthz, /readyz, /status open; /admin/* behind a token.
 
-The admin API writes revocations through the RevocationStore. Its token is read from the
-active config on every request, so a reload rotates it.
+The admin API writes revocations through the RevocationStore and triggers config reloads
+(``POST /admin/reload``). Its token is read from the active config on every request, so a
+reload rotates it.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -26,6 +27,13 @@ from .runtime import Runtime, RuntimeHolder
 ADMIN_REALM = 'Bearer realm="admin"'
 #: JSON field of the admin API → revocation kind.
 KIND_FIELDS: dict[str, Kind] = {"jti": "jti", "sub": "sub", "client_id": "client"}
+
+
+class ReloadOutcome(Protocol):
+    @property
+    def result(self) -> str: ...
+
+    def as_json(self) -> dict[str, object]: ...
 
 
 class AdminRequestError(Exception):
@@ -86,6 +94,9 @@ def create_admin_app(
     store: RevocationStore,
     is_ready: Callable[[], bool],
     clock: Callable[[], float] = time.time,
+    *,
+    reload: Callable[[str], Awaitable[ReloadOutcome]] | None = None,
+    reload_status: Callable[[], Mapping[str, object]] | None = None,
 ) -> web.Application:
     started = clock()
 
@@ -127,7 +138,10 @@ def create_admin_app(
         return web.json_response({
             "version": __version__,
             "uptime_seconds": round(clock() - started, 3),
-            "config": {"source": runtime.source, "sha256": runtime.sha256},
+            "config": {
+                "source": runtime.source, "sha256": runtime.sha256,
+                **(reload_status() if reload_status is not None else {}),
+            },
             "routes": len(runtime.routes.rules()),
             "issuers": sorted(runtime.verifier.issuers),
             "revocation": None if runtime.revocation is None else {
@@ -135,6 +149,13 @@ def create_admin_app(
                 "on_unavailable": runtime.revocation.on_unavailable,
             },
         })
+
+    async def reload_now(request: web.Request) -> web.Response:
+        if reload is None:
+            raise AdminRequestError(409, "reload_unavailable", "this listener cannot reload")
+        outcome = await reload("admin API")
+        status = 422 if outcome.result == "failure" else 200
+        return web.json_response(outcome.as_json(), status=status)
 
     def _checker_enabled() -> Runtime:
         runtime = holder.current
@@ -208,4 +229,5 @@ def create_admin_app(
     app.router.add_post("/admin/revocations", revoke)
     app.router.add_delete("/admin/revocations", unrevoke)
     app.router.add_get("/admin/revocations", listing)
+    app.router.add_post("/admin/reload", reload_now)
     return app

@@ -17,20 +17,18 @@ from . import __version__
 from .admin import create_admin_app
 from .config.compile import compile_runtime
 from .config.load import LoadedConfig
+from .logs import event
 from .metrics import GatewayMetrics
 from .middleware import errors, make_observe
 from .pipeline import handle
 from .proxy.forward import Forwarder, create_session
+from .reload import ConfigWatcher, ReadFile, ReloadResult, TrackedFiles
 from .revocation.memory import MemoryRevocationStore
 from .revocation.store import RevocationStore
-from .runtime import RuntimeHolder
+from .runtime import Runtime, RuntimeHolder
 from .settings import Address, Settings
 
 log = logging.getLogger("gateway")
-
-#: Header fields up to this size reach the gateway, so an oversized token gets the gateway's
-#: own 401 (reason ``oversized``) rather than aiohttp's plain 400 (its default is 8190).
-_HEADER_FIELD_SIZE = 32768
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 METRICS = web.AppKey("metrics", GatewayMetrics)
@@ -62,12 +60,17 @@ class GatewayServer:
         *,
         metrics: GatewayMetrics | None = None,
         store: RevocationStore | None = None,
+        watch_interval: float | None = None,
     ) -> None:
+        """``watch_interval``: poll the config files every so many seconds (None: only
+        ``reload()``, SIGHUP and ``POST /admin/reload`` reload)."""
         self.loaded = loaded
         self.settings = Settings.from_spec(loaded.spec)
         self.metrics = metrics or GatewayMetrics(version=__version__)
         self.store: RevocationStore = store if store is not None else MemoryRevocationStore()
         self.holder: RuntimeHolder | None = None
+        self.watcher: ConfigWatcher | None = None
+        self._watch_interval = watch_interval
         self._runners: list[web.BaseRunner] = []
         self._session: aiohttp.ClientSession | None = None
         self._ready = False
@@ -77,33 +80,67 @@ class GatewayServer:
     def is_ready(self) -> bool:
         return self._ready
 
+    def _compile(self, loaded: LoadedConfig, read_file: ReadFile) -> Runtime:
+        """The one place this process compiles a config: at start and on every reload.
+
+        Long-lived resources are handed to the compiler here, so a reload reuses them: the
+        revocation store (owned by this server) and, when issuers fetch keys, the JWKS cache
+        registry keyed by (issuer, jwks_uri), so an issuer whose settings did not change keeps
+        its keys. The upstream session is shared by every snapshot through the Forwarder.
+        """
+        return compile_runtime(
+            loaded, metrics=self.metrics, revocation_store=self.store, read_file=read_file
+        )
+
+    async def _after_swap(self, old: Runtime, new: Runtime) -> None:
+        """After a reload's swap: release what only ``old`` used (requests still running on
+        ``old`` keep their references). Nothing yet: the session and the store are shared;
+        JWKS caches that ``new`` no longer names are to be closed here."""
+
+    async def reload(self, trigger: str = "request") -> ReloadResult:
+        """Reload the config file now (a bad config is rejected; the result says so)."""
+        assert self.watcher is not None, "the server is not started"
+        return await self.watcher.reload(trigger)
+
+    def request_reload(self, trigger: str = "SIGHUP") -> None:
+        """Schedule a reload, e.g. from a signal handler."""
+        if self.watcher is not None:
+            self.watcher.trigger(trigger)
+
     async def start(self) -> None:
         """Compile the config (ConfigError propagates) and start both listeners."""
-        runtime = compile_runtime(
-            self.loaded, metrics=self.metrics, revocation_store=self.store
-        )
+        tracked = TrackedFiles()
+        runtime = self._compile(self.loaded, tracked.read_bytes)
         self.metrics.record_config_loaded(runtime.sha256, time.time())
         self.holder = RuntimeHolder(runtime)
+        self.watcher = ConfigWatcher(
+            self.loaded.path, holder=self.holder, compile=self._compile, metrics=self.metrics,
+            settings=self.settings, interval=self._watch_interval, after_swap=self._after_swap,
+        )
+        self.watcher.adopt(self.loaded, tracked)
         self._session = create_session()
         public = create_app(self.holder, self.metrics, self._session)
-        admin = create_admin_app(self.holder, self.metrics, self.store, self.is_ready)
+        admin = create_admin_app(
+            self.holder, self.metrics, self.store, self.is_ready,
+            reload=self.reload, reload_status=self.watcher.status,
+        )
         try:
             self.public_address = await self._listen(public, self.settings.public)
             self.admin_address = await self._listen(admin, self.settings.admin)
         except BaseException:
             await self.stop()
             raise
+        self.watcher.start()
         self._ready = True
-        log.info(
-            "gateway started",
-            extra={"public": str(self.public_address), "admin": str(self.admin_address),
-                   "routes": len(runtime.routes.rules()), "config_sha256": runtime.sha256},
+        event(
+            "gateway_started", "gateway started",
+            public=str(self.public_address), admin=str(self.admin_address),
+            routes=len(runtime.routes.rules()), config_sha256=runtime.sha256,
+            watch_interval_seconds=self._watch_interval,
         )
 
     async def _listen(self, app: web.Application, address: Address) -> Address:
-        # aiohttp refuses header lines over 8190 bytes with its own plain 400 before any
-        # gateway code runs: leave room for the largest bearer token we are to judge.
-        field_size = max(_HEADER_FIELD_SIZE, self.loaded.spec.server.max_token_bytes + 64)
+        field_size = self.settings.header_field_size  # see settings.HEADER_FIELD_SIZE
         runner = web.AppRunner(
             app, access_log=None, auto_decompress=False, handle_signals=False,
             shutdown_timeout=10.0, max_field_size=field_size,
@@ -119,6 +156,8 @@ class GatewayServer:
 
     async def stop(self) -> None:
         self._ready = False
+        if self.watcher is not None:
+            await self.watcher.stop()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

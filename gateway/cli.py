@@ -20,13 +20,15 @@ from . import __version__
 from .auth.devkey import ensure_dev_key, ensure_dev_token, sign_dev_token
 from .config.compile import compile_runtime, resolve
 from .config.durations import parse_duration
-from .config.load import LoadedConfig, load_config
+from .config.load import LoadedConfig, load_config, redact
 from .errors import ConfigError
+from .explain import explain
+from .lint import lint
 from .logs import setup_logging
 from .metrics import GatewayMetrics
 from .revocation.memory import MemoryRevocationStore
 from .runtime import Runtime
-from .settings import Address
+from .settings import Address, Settings, describe_changes
 
 DEFAULT_CONFIG = "gateway.yaml"
 
@@ -83,11 +85,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         revocation = (f"revocation: {spec.revocation.store} "
                       f"(on_unavailable={spec.revocation.on_unavailable})")
+    included = f" (+{len(loaded.files) - 1} included file(s))" if len(loaded.files) > 1 else ""
     print(
-        f"ok: {loaded.path}: {len(spec.routes)} routes ({protected} protected, "
+        f"ok: {loaded.path}{included}: {len(spec.routes)} routes ({protected} protected, "
         f"{len(spec.routes) - protected} public), {len(runtime.verifier.issuers)} issuer(s), "
         f"{revocation}, sha256 {loaded.sha256[:12]}"
     )
+    warnings = lint(loaded, runtime)
+    for warning in warnings:
+        print(redact(str(warning), loaded.expanded))
+    if warnings:
+        print(f"{len(warnings)} warning(s)" + (": failing (--strict)" if args.strict else ""))
+    if args.against:
+        code = _print_restart_changes(loaded, args.against)
+        if code:
+            return code
+    return 1 if warnings and args.strict else 0
+
+
+def _print_restart_changes(loaded: LoadedConfig, against: str) -> int:
+    """Which restart-only settings differ from a running gateway (URL) or another file."""
+    new = Settings.from_spec(loaded.spec).describe()
+    if against.startswith(("http://", "https://")):
+        try:
+            _, status = asyncio.run(_admin_call("GET", against.rstrip("/") + "/status", None))
+            running = status["config"]["settings"]
+        except (aiohttp.ClientError, OSError, TimeoutError, KeyError, TypeError) as exc:
+            return _fail(f"--against {against}: cannot read the running settings from "
+                         f"/status: {type(exc).__name__}: {exc}")
+    else:
+        try:
+            running = Settings.from_spec(_load(against).spec).describe()
+        except ConfigError as err:
+            return _print_problems(err)
+    changes = describe_changes(running, new)
+    if changes:
+        for change in changes:
+            print(f"restart needed: {change}")
+        print("a reload applies everything else; these take effect after a restart")
+    else:
+        print(f"no restart needed: a reload applies every change against {against}")
     return 0
 
 
@@ -107,7 +144,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
         rows.append((
             str(i), rule.name, rule.host or "*", kind + rule.path,
             ",".join(sorted(rule.methods)) if rule.methods else "*",
-            "token" if route.requires_auth else "none", requires or "-", route.upstream.url,
+            ("token" if route.requires_auth else "none") + ("" if route.enforce else " (shadow)"),
+            requires or "-", route.upstream.url,
         ))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:
@@ -125,10 +163,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot create the development key: {exc}")
     try:
+        interval = parse_duration(args.watch_interval)
+    except ValueError as exc:
+        return _fail(f"--watch-interval: {exc}")
+    try:
         run = event_loop_runner(args.loop)
     except ImportError:
         return _fail("--loop uvloop: uvloop is not installed (pip install 'oauth2-gateway[speed]')")
-    return run(_run(loaded))
+    return run(_run(loaded, interval or None))
 
 
 def event_loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, int]], int]:
@@ -144,7 +186,7 @@ def event_loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, int]], int]:
     return uvloop.run
 
 
-async def _run(loaded: LoadedConfig) -> int:
+async def _run(loaded: LoadedConfig, watch_interval: float | None = None) -> int:
     from .app import GatewayServer
     from .demo import start_demo_upstream
 
@@ -152,7 +194,8 @@ async def _run(loaded: LoadedConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = GatewayServer(loaded)
+    server = GatewayServer(loaded, watch_interval=watch_interval)
+    loop.add_signal_handler(signal.SIGHUP, server.request_reload)
     demo = None
     try:
         if server.settings.demo_upstream is not None:
@@ -177,6 +220,26 @@ async def _run(loaded: LoadedConfig) -> int:
         await server.stop()
         if demo is not None:
             await demo.cleanup()
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load(args.config)
+        runtime = _compile_for_check(loaded)
+    except ConfigError as err:
+        return _print_problems(err)
+    token = args.token
+    if token == "-":
+        token = sys.stdin.readline().strip()
+    result = asyncio.run(explain(
+        runtime, args.method.upper(), args.url, token=token, scopes=args.scopes, host=args.host,
+    ))
+    if args.json:
+        print(redact(json.dumps(result.as_json(), indent=2), loaded.expanded))
+    else:
+        for line in result.lines():
+            print(redact(line, loaded.expanded))
     return 0
 
 
@@ -321,17 +384,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
                    help="event loop (auto: uvloop when installed)")
+    p.add_argument("--watch-interval", default="1s", metavar="DURATION",
+                   help="how often to look for changed config files (default 1s; 0: never, "
+                        "SIGHUP and POST /admin/reload still reload)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check", help="validate a config file (like nginx -t)")
+    p = sub.add_parser("check", help="validate a config file (like nginx -t) and lint it")
     _config_option(p)
     p.add_argument("file", nargs="?", help="config file (same as --config)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    p.add_argument("--against", metavar="FILE_OR_URL",
+                   help="say which changes need a restart, compared with another config file "
+                        "or a running gateway's admin URL (e.g. http://127.0.0.1:9090)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("routes", help="print the compiled route table in precedence order")
     _config_option(p)
     p.add_argument("file", nargs="?", help="config file (same as --config)")
     p.set_defaults(func=cmd_routes)
+
+    p = sub.add_parser("explain", help="which route a request matches, and the decision")
+    _config_option(p)
+    p.add_argument("file", nargs="?", help="config file (same as --config)")
+    p.add_argument("method", help="HTTP method, e.g. GET")
+    p.add_argument("url", help="http://host/path?query or /path?query")
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--token", help="a bearer token to verify ('-': read it from stdin); "
+                                       "never printed")
+    given.add_argument("--scopes", help='assume a valid token with these scopes, e.g. "a b"')
+    p.add_argument("--host", help="Host header (default: the URL's authority, else none)")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("token", help="development only: sign a token with the dev key")
     _config_option(p)

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp.http_exceptions import BadHttpMessage
 
 ACCESS = logging.getLogger("gateway.access")
+EVENTS = logging.getLogger("gateway.events")
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
 
@@ -58,3 +59,13 @@ def setup_logging(level: str = "info") -> None:
 
 def access_log(**fields: Any) -> None:
     ACCESS.info("request", extra=fields)
+
+
+def event(name: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """A gateway event as one JSON line on the ``gateway.events`` logger.
+
+    ``name`` is a stable snake_case identifier (``config_reloaded``, ``config_reload_failed``,
+    ``restart_required``, …) for log queries; ``message`` is for people. Other components log
+    their state changes the same way (key refreshes, revocation store connectivity).
+    """
+    EVENTS.log(level, message, extra={"event": name, **fields})

@@ -67,6 +67,16 @@ class GatewayMetrics:
             "gateway_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load.", registry=r,
         )
+        self.config_generation = Gauge(
+            "gateway_config_generation",
+            "Successful config loads since the process started (1: the initial load).",
+            registry=r,
+        )
+        self.config_restart_required = Gauge(
+            "gateway_config_restart_required",
+            "1 when the config file changes settings that only a restart applies (listeners).",
+            registry=r,
+        )
         self.build_info = Gauge(
             "gateway_build_info", "Gateway build (value 1).", ["version"], registry=r
         )
@@ -98,6 +108,10 @@ class GatewayMetrics:
         self._config_hash = sha256[:16]
         self.config_info.labels(self._config_hash).set(1)
         self.config_last_success.set(when)
+        self.config_generation.inc()
+
+    def record_restart_required(self, required: bool) -> None:
+        self.config_restart_required.set(1 if required else 0)
 
     def record_config_failed(self) -> None:
         self.config_reloads.labels("failure").inc()

@@ -3,10 +3,16 @@
 The decision (``decide``) does not depend on the transport, so a decision endpoint can reuse
 it. Authorization order: token valid → not revoked → route requirements; a revoked token gets
 401 even when it would also lack scopes.
+
+Shadow mode (a route with ``enforce: false``): every check runs, a refusal is recorded on the
+request state (``gateway_auth_decisions_total{result="shadow_deny"}``, the access log) and the
+request is forwarded anyway. Identity headers go upstream only for a token that was verified
+and not revoked.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -14,7 +20,7 @@ from multidict import CIMultiDictProxy
 
 from .auth.extract import extract_bearer
 from .auth.principal import Principal
-from .errors import MissingToken
+from .errors import AuthError, DependencyError, GatewayError, MissingToken
 from .proxy.headers import check_transfer_coding
 from .request_state import REQUEST_STATE, RequestState
 from .routing import RouteMatch
@@ -24,20 +30,15 @@ from .runtime import Route
 @dataclass(frozen=True, slots=True)
 class Decision:
     match: RouteMatch[Route]
-    principal: Principal | None  # None on auth: none routes
+    principal: Principal | None  # None on auth: none routes (and shadow-denied tokens)
+    shadow_reason: str | None = None  # enforce: false and refused: why it would have been
 
 
-async def decide(
-    state: RequestState, method: str, target: str, headers: CIMultiDictProxy[str]
-) -> Decision:
-    """Route the request and authorise it; raises a GatewayError on any refusal."""
+async def authenticate(
+    state: RequestState, headers: CIMultiDictProxy[str]
+) -> Principal:
+    """Bearer token → verified principal → not revoked; raises AuthError / DependencyError."""
     runtime = state.runtime
-    match = runtime.routes.match(method, headers.get(hdrs.HOST), target)
-    route = match.route
-    state.route = route.name
-    if not route.requires_auth:
-        state.auth_reason = "none"
-        return Decision(match, None)
     token = extract_bearer(headers)
     if token is None:
         raise MissingToken("no bearer token")
@@ -45,7 +46,43 @@ async def decide(
     state.principal = principal
     if runtime.revocation is not None:
         await runtime.revocation.check(principal)
-    route.policy.check(principal)
+    return principal
+
+
+def _shadow(
+    state: RequestState, match: RouteMatch[Route], principal: Principal | None,
+    err: GatewayError,
+) -> Decision:
+    state.shadow = True
+    state.auth_reason = err.reason
+    state.error_detail = f"{err.reason}: {err.detail}"
+    return Decision(match, principal, shadow_reason=err.reason)
+
+
+async def decide(
+    state: RequestState, method: str, target: str, headers: CIMultiDictProxy[str]
+) -> Decision:
+    """Route the request and authorise it; raises a GatewayError on any refusal that counts."""
+    runtime = state.runtime
+    match = runtime.routes.match(method, headers.get(hdrs.HOST), target)
+    route = match.route
+    state.route = route.name
+    state.matched = route
+    if not route.requires_auth:
+        state.auth_reason = "none"
+        return Decision(match, None)
+    try:
+        principal = await authenticate(state, headers)
+    except (AuthError, DependencyError) as err:
+        if route.enforce:
+            raise
+        return _shadow(state, match, None, err)
+    try:
+        route.policy.check(principal)
+    except AuthError as err:
+        if route.enforce:
+            raise
+        return _shadow(state, match, principal, err)
     state.auth_reason = "ok"
     return Decision(match, principal)
 
@@ -54,6 +91,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     state = request[REQUEST_STATE]
     check_transfer_coding(request.headers)
     decision = await decide(state, request.method, request.raw_path, request.headers)
-    return await state.forwarder.forward(
-        request, decision.match, decision.principal, state.request_id
-    )
+    started = time.perf_counter()
+    try:
+        return await state.forwarder.forward(
+            request, decision.match, decision.principal, state.request_id
+        )
+    finally:
+        state.upstream_seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ from aiohttp import web
 from .auth.principal import Principal
 from .metrics import UNMATCHED
 from .proxy.forward import Forwarder
-from .runtime import Runtime
+from .runtime import Route, Runtime
 
 
 @dataclass(slots=True)
@@ -22,6 +22,9 @@ class RequestState:
     auth_reason: str | None = None       # "ok", "none" or the refusal reason
     error_detail: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    shadow: bool = False                 # refused on an enforce: false route, forwarded anyway
+    matched: Route | None = None         # the route, once matched
+    upstream_seconds: float | None = None  # from sending upstream to the end of the relay
 
 
 REQUEST_STATE = web.RequestKey("request_state", RequestState)

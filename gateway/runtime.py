@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .access import AccessLog
 from .auth.policy import RoutePolicy
 from .auth.verify import TokenVerifier
 from .revocation.check import RevocationChecker
 from .routing import MatchRule, RouteTable
+
+_DEFAULT_ACCESS_LOG = AccessLog()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class Route:
     timeout: float
     identity: IdentityHeaders
     stripped_headers: frozenset[str]  # normalised names removed from client requests
+    enforce: bool = True             # False: shadow mode (decide, log, count, forward anyway)
+    log_query: str | None = None     # drop | redact | keep; None: the access log's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,7 @@ class Runtime:
     admin_token: str | None      # None: the admin API is disabled
     sha256: str
     source: str
+    access_log: AccessLog = _DEFAULT_ACCESS_LOG
 
 
 class RuntimeHolder:

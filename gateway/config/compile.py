@@ -13,6 +13,7 @@ from pathlib import Path
 
 from yarl import URL
 
+from ..access import AccessLog
 from ..auth.devkey import dev_public_entry
 from ..auth.keys import HMAC_ALGORITHMS_SET, KeyEntry, KeyFileError, parse_key_file
 from ..auth.policy import RoutePolicy
@@ -144,7 +145,15 @@ def _route(spec: RouteSpec, identity: IdentityHeaders) -> Route:
         timeout=spec.timeout,
         identity=identity,
         stripped_headers=stripped_names(identity.names()),
+        enforce=spec.enforce,
+        log_query=spec.log_query,
     )
+
+
+def _first_at(loaded: LoadedConfig, index: int) -> str:
+    """``routes[3]``, or ``routes[0] in FILE:LINE`` when the other route is in another file."""
+    file, line, path = loaded.locate(("routes", index))
+    return path if file == str(loaded.path) and not loaded.includes else f"{path} in {file}:{line}"
 
 
 def compile_runtime(
@@ -186,7 +195,7 @@ def compile_runtime(
             problems.add(
                 ("routes", i, "name"),
                 f"duplicate route name {route_spec.name!r} "
-                f"(first at routes[{seen[route_spec.name]}])",
+                f"(first at {_first_at(loaded, seen[route_spec.name])})",
             )
             continue
         seen[route_spec.name] = i
@@ -257,4 +266,8 @@ def compile_runtime(
         admin_token=admin_token,
         sha256=loaded.sha256,
         source=str(loaded.path),
+        access_log=AccessLog(
+            enabled=spec.access_log.enabled, fields=tuple(dict.fromkeys(spec.access_log.fields)),
+            sample=spec.access_log.sample, query=spec.access_log.query,
+        ),
     )

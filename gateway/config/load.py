@@ -5,11 +5,16 @@ taken from the environment: it is shown as ``${NAME}`` (``redact``), so a secret
 the environment cannot leak through ``check``, a failed reload or the compile step.
 ``${VAR:-default}`` takes the default when VAR is unset or empty (as in the shell); ``$$`` is a
 literal ``$``.
+
+``include:`` names more files (or glob patterns, relative to the config file's folder) that hold
+further ``routes:``; their routes are appended to the main file's, in pattern order and, within
+a glob, in file-name order. A problem in an included file is reported against that file, its
+line and its own ``routes[i]`` index. Every file is read through a ``ConfigFiles`` object, so the
+reload watcher learns which files (and which patterns) a config depends on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -22,9 +27,9 @@ from pydantic import ValidationError
 from yaml.constructor import SafeConstructor
 
 from ..errors import ConfigError, ConfigProblem
+from .include import ConfigFiles, IncludedRoutes, Includes, _line, _locate
+from .include import Loc as Loc
 from .model import GatewaySpec
-
-Loc = tuple[str | int, ...]
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -50,22 +55,36 @@ class LoadedConfig:
     lines: Mapping[Loc, int] = field(repr=False)
     #: (value, variable name) of every ``${VAR}`` taken from the environment, for redaction.
     expanded: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: Which routes came from which included file (none: everything is in ``path``).
+    includes: tuple[IncludedRoutes, ...] = ()
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The config file and every included file, in reading order."""
+        return (str(self.path), *dict.fromkeys(inc.file for inc in self.includes))
+
     def line_of(self, loc: Loc) -> int | None:
-        """Line of the deepest node on ``loc`` that the file has (1-based)."""
-        for end in range(len(loc), -1, -1):
-            line = self.lines.get(loc[:end])
-            if line is not None:
-                return line
-        return None
+        """Line of the deepest node on ``loc`` that its file has (1-based)."""
+        return _line(self.lines, self.includes, loc)
+
+    def locate(self, loc: Loc) -> tuple[str, int | None, str]:
+        """(file, line, field path in that file) of a location of the merged document."""
+        file, local = _locate(str(self.path), self.includes, loc)
+        return file, self.line_of(loc), format_loc(local)
+
+    def where(self, loc: Loc) -> str:
+        """``file:line`` of a location, for messages that point at a second place."""
+        file, line, _ = self.locate(loc)
+        return f"{file}:{line}" if line is not None else file
 
     def problem(self, loc: Loc, message: str) -> ConfigProblem:
         message = redact(message, self.expanded)
-        return ConfigProblem(str(self.path), self.line_of(loc), format_loc(loc), message)
+        file, line, path = self.locate(loc)
+        return ConfigProblem(file, line, path, message)
 
 
 #: Expanded values shorter than this are not redacted (they would mangle ordinary words).
@@ -192,11 +211,10 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg
 
 
-def parse_config(text: str, file: str, environ: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Validate a config document given as text. Raises ConfigError with every problem."""
-    env = os.environ if environ is None else environ
+def compose(text: str, file: str) -> tuple[yaml.Node | None, ConfigProblem | None]:
+    """The YAML node tree of ``text`` (None for an empty document), or the syntax problem."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader), None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -207,7 +225,26 @@ def parse_config(text: str, file: str, environ: Mapping[str, str] | None = None)
             if context_mark is not None and context_mark.line + 1 != line:
                 context = f"{context} (started on line {context_mark.line + 1})"
             problem = f"{context}, {problem}"
-        raise ConfigError([ConfigProblem(file, line, "", f"invalid YAML: {problem}")]) from None
+        return None, ConfigProblem(file, line, "", f"invalid YAML: {problem}")
+
+
+def read_text(files: ConfigFiles, path: Path, file: str) -> str:
+    try:
+        return files.read_bytes(path).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([ConfigProblem(file, None, "", f"cannot read: {reason}")]) from None
+
+
+def parse_config(
+    text: str, file: str, environ: Mapping[str, str] | None = None,
+    files: ConfigFiles | None = None,
+) -> LoadedConfig:
+    """Validate a config document given as text. Raises ConfigError with every problem."""
+    env = os.environ if environ is None else environ
+    root, problem = compose(text, file)
+    if problem is not None:
+        raise ConfigError([problem])
     if root is None:
         raise ConfigError([ConfigProblem(file, 1, "", "the file is empty (no YAML document)")])
     builder = _Builder(file, env)
@@ -215,38 +252,39 @@ def parse_config(text: str, file: str, environ: Mapping[str, str] | None = None)
     if not isinstance(document, dict):
         line = root.start_mark.line + 1
         raise ConfigError([ConfigProblem(file, line, "", "the top level must be a mapping")])
-    loaded_lines = dict(builder.lines)
+    includes = Includes(file, files or ConfigFiles(), env)
+    includes.expand(document, builder.lines)
+    loaded_lines = {**builder.lines, **includes.lines}
+    included = tuple(includes.included)
     # Longest first, so a value containing another is replaced whole.
-    expanded = tuple(sorted(builder.expanded.items(), key=lambda item: -len(item[0])))
-    problems = list(builder.problems)
-    already = {p.path for p in problems}
+    found = {**builder.expanded, **includes.expanded}
+    expanded = tuple(sorted(found.items(), key=lambda item: -len(item[0])))
+    problems = [*builder.problems, *includes.problems]
+    already = {(p.file, p.path) for p in problems}
     try:
         spec = GatewaySpec.model_validate(document)
     except ValidationError as exc:
         for error in exc.errors(include_input=False, include_url=False):
             loc: Loc = tuple(error["loc"])
-            if format_loc(loc) in already:
+            where, local = _locate(file, included, loc)
+            if (where, format_loc(local)) in already:
                 continue
-            line = None
-            for end in range(len(loc), -1, -1):
-                line = loaded_lines.get(loc[:end])
-                if line is not None:
-                    break
             message = redact(_message(error), expanded)
-            problems.append(ConfigProblem(file, line, format_loc(loc), message))
+            line = _line(loaded_lines, included, loc)
+            problems.append(ConfigProblem(where, line, format_loc(local), message))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return LoadedConfig(Path(file), spec, digest, loaded_lines, expanded)
+    return LoadedConfig(
+        Path(file), spec, includes.digest(text), loaded_lines, expanded, included
+    )
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Read and validate the config file at ``path``."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([ConfigProblem(file, None, "", f"cannot read: {reason}")]) from None
-    return parse_config(text, file, environ)
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None,
+    files: ConfigFiles | None = None,
+) -> LoadedConfig:
+    """Read and validate the config file at ``path`` and the files it includes."""
+    reader = files or ConfigFiles()
+    text = read_text(reader, Path(path), str(path))
+    return parse_config(text, str(path), environ, reader)

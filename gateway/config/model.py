@@ -225,6 +225,40 @@ class IdentityHeadersSpec(Spec):
     issuer: HeaderName | None = Field(None, description="header carrying iss (off by default)")
 
 
+AccessLogField = Literal[
+    "request_id", "route", "method", "path", "status", "duration_ms", "upstream_ms",
+    "bytes_in", "bytes_out", "client", "host", "user_agent", "subject", "client_id", "issuer",
+    "jti", "scopes", "upstream", "decision", "reason", "detail",
+]
+#: The fields of an access-log line unless ``access_log.fields`` says otherwise.
+DEFAULT_ACCESS_LOG_FIELDS: tuple[AccessLogField, ...] = (
+    "request_id", "route", "method", "path", "status", "duration_ms", "upstream_ms",
+    "bytes_in", "bytes_out", "client", "subject", "client_id", "issuer", "jti", "decision",
+    "reason", "detail",
+)
+QueryLogMode = Literal["drop", "redact", "keep"]
+
+
+class AccessLogSpec(Spec):
+    enabled: bool = Field(
+        True, description="one JSON line per request on the gateway.access logger"
+    )
+    fields: list[AccessLogField] = Field(
+        default_factory=lambda: list(DEFAULT_ACCESS_LOG_FIELDS), min_length=1,
+        description="the fields of each line (the query string is governed by `query`)",
+    )
+    sample: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="fraction of successful, allowed requests logged; refusals, shadow "
+        "denials and errors (status >= 400) are always logged",
+    )
+    query: QueryLogMode = Field(
+        "drop",
+        description="query string in the line: drop (absent), redact (names only) or keep "
+        "(values of token-like parameters are always redacted); routes may override it",
+    )
+
+
 class MatchSpec(Spec):
     path: str | None = Field(None, description="exact path")
     path_prefix: str | None = Field(None, description="path prefix, matched on segment boundaries")
@@ -253,6 +287,15 @@ class RouteSpec(Spec):
     require: RequireSpec = Field(default_factory=RequireSpec, description="scope requirements")
     timeout: Duration = Field(30.0, gt=0, description="upstream connect + response headers")
     allow_encoded_slash: bool = Field(False, description="pass %2F in paths through unchanged")
+    enforce: bool = Field(
+        True,
+        description="false: shadow mode, every check runs and is logged and counted "
+        "(result shadow_deny) but the request is forwarded anyway",
+    )
+    log_query: QueryLogMode | None = Field(
+        None,
+        description="this route's query strings in the access log (default: access_log.query)",
+    )
 
     @model_validator(mode="after")
     def _require_needs_auth(self) -> RouteSpec:
@@ -276,6 +319,15 @@ class GatewaySpec(Spec):
         default_factory=lambda: IdentityHeadersSpec.model_validate({})
     )
     routes: list[RouteSpec] = Field(min_length=1)
+    include: list[str] = Field(
+        default_factory=list,
+        description="more files (glob patterns allowed, relative to this file) holding "
+        "`routes:` lists, appended to this file's routes",
+    )
+    access_log: AccessLogSpec = Field(
+        default_factory=lambda: AccessLogSpec.model_validate({}),
+        description="the JSON access log: fields, sampling, query strings",
+    )
     demo_upstream: DemoUpstreamSpec | None = Field(
         None, description="development only: an echo upstream started by `run`"
     )

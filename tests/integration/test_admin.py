@@ -70,10 +70,11 @@ async def test_status_describes_the_running_config(
     status, _, body = await call(http, "GET", gateway.admin_url + "/status", headers={})
     assert status == 200
     assert body["version"] == __version__
-    assert body["config"] == {
-        "source": str(gateway.config_path),
-        "sha256": gateway.server.holder.current.sha256,  # type: ignore[union-attr]
-    }
+    config = body["config"]
+    assert config["source"] == str(gateway.config_path)
+    assert config["sha256"] == gateway.server.holder.current.sha256  # type: ignore[union-attr]
+    assert config["generation"] == 1 and config["restart_required"] == []
+    assert config["settings"]["server.listen"] == str(gateway.server.settings.public)
     assert body["routes"] == len(gateway.server.loaded.spec.routes) == 7
     assert body["issuers"] == [ISSUER]
     assert body["revocation"] == {"store": "MemoryRevocationStore", "on_unavailable": "deny"}

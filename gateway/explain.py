@@ -62,8 +62,7 @@ class Explanation:
         if self.forwards_to is not None:
             out.append(f"  forwards   {self.forwards_to}")
         if self.requires is not None:
-            enforced = "" if self.enforce else " (shadow mode: enforce: false)"
-            out.append(f"requires     {self.requires}{enforced}")
+            out.append(f"requires     {self.requires}")
         for check in self.checks:
             out.append(f"{check.name:<12} {check.outcome:<9} {check.detail}")
         out.append(f"decision     {self._verdict()}")

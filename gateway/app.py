@@ -22,11 +22,12 @@ from .metrics import GatewayMetrics
 from .middleware import errors, make_observe
 from .pipeline import handle
 from .proxy.forward import Forwarder, create_session
-from .reload import ConfigWatcher, ReadFile, ReloadResult, TrackedFiles
+from .reload import ConfigWatcher, ReadFile, ReloadResult
 from .revocation.memory import MemoryRevocationStore
 from .revocation.store import RevocationStore
 from .runtime import Runtime, RuntimeHolder
 from .settings import Address, Settings
+from .watched_files import TrackedFiles
 
 log = logging.getLogger("gateway")
 

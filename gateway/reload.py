@@ -2,12 +2,12 @@
 
 ``ConfigWatcher`` learns which files the active config depends on (the config file, every
 included file, every key, secret or token file the compiler read, and the glob patterns of
-``include:``) by reading them through ``TrackedFiles``. It polls their ``stat()`` (mtime, size,
-inode: a Kubernetes ConfigMap's ``..data`` symlink swap changes the inode behind the path; a
-file modified in the last two seconds is hashed too) and acts once a change has been stable for
-one interval, so a file caught half-written is not
-loaded. Before compiling it compares the files' sha256 with those of the active config: a
-touch or a swap to identical content changes nothing.
+``include:``) by reading them through ``watched_files.TrackedFiles``. It polls their
+``stat()`` (mtime, size, inode: a Kubernetes ConfigMap's ``..data`` symlink swap changes the
+inode behind the path; a file modified in the last two seconds is hashed too) and acts once a
+change has been stable for one interval, so a file caught half-written is not loaded. Before
+compiling it compares the files' sha256 with those of the active config: a touch or a swap to
+identical content changes nothing.
 
 A reload either swaps a complete new ``Runtime`` into the holder (``holder.current = new``, one
 assignment; requests read one snapshot each, so in-flight requests finish on the old one) or
@@ -21,93 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .config.include import ConfigFiles
 from .config.load import LoadedConfig, load_config
 from .errors import ConfigError
 from .logs import event
 from .metrics import GatewayMetrics
 from .runtime import Runtime, RuntimeHolder
 from .settings import Settings, restart_changes
+from .watched_files import Fingerprint, TrackedFiles, fingerprint
 
 log = logging.getLogger("gateway.reload")
 
 ReadFile = Callable[[Path], bytes]
 Compile = Callable[[LoadedConfig, ReadFile], Runtime]
 AfterSwap = Callable[[Runtime, Runtime], Awaitable[None]]
-Stat = tuple[int, int, int, int, str] | None
-#: A file modified this recently is also hashed: two same-size writes within one tick of the
-#: file system's clock (a few ms) leave mtime unchanged (git's "racy clean" problem).
-_RACY_NS = 2_000_000_000
-Fingerprint = tuple[tuple[tuple[str, Stat], ...], tuple[tuple[str, tuple[str, ...]], ...]]
 
-
-class TrackedFiles(ConfigFiles):
-    """Reads like ``ConfigFiles`` and remembers what it read (with sha256) and globbed."""
-
-    def __init__(self) -> None:
-        self.digests: dict[Path, str | None] = {}  # None: the read failed
-        self.globs: dict[str, tuple[str, ...]] = {}
-
-    def read_bytes(self, path: Path) -> bytes:
-        try:
-            data = super().read_bytes(path)
-        except OSError:
-            self.digests[path] = None
-            raise
-        self.digests[path] = hashlib.sha256(data).hexdigest()
-        return data
-
-    def glob(self, pattern: str) -> list[Path]:
-        found = super().glob(pattern)
-        self.globs[pattern] = tuple(str(p) for p in found)
-        return found
-
-    def unchanged(self) -> bool:
-        """Whether every tracked file and pattern still reads as it did."""
-        plain = ConfigFiles()
-        for pattern, found in self.globs.items():
-            if tuple(str(p) for p in plain.glob(pattern)) != found:
-                return False
-        for path, digest in self.digests.items():
-            try:
-                now: str | None = hashlib.sha256(plain.read_bytes(path)).hexdigest()
-            except OSError:
-                now = None
-            if now != digest:
-                return False
-        return True
-
-
-def _stat(path: str) -> Stat:
-    try:
-        st = os.stat(path)  # follows symlinks: a swapped ..data link shows a new inode
-        digest = ""
-        if time.time_ns() - st.st_mtime_ns < _RACY_NS:
-            with open(path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, digest)
-
-
-def fingerprint(watched: list[TrackedFiles]) -> Fingerprint:
-    """stat() of every watched file and the file list of every watched pattern."""
-    paths = sorted({str(p) for t in watched for p in t.digests})
-    patterns = sorted({p for t in watched for p in t.globs})
-    plain = ConfigFiles()
-    return (
-        tuple((p, _stat(p)) for p in paths),
-        tuple((p, tuple(str(f) for f in plain.glob(p))) for p in patterns),
-    )
 
 
 @dataclass(frozen=True, slots=True)

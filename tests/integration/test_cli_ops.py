@@ -253,3 +253,14 @@ def test_sighup_reloads_and_check_against_the_running_gateway(
         f"server.listen: 127.0.0.1:{ports.public} → {edited['server']['listen']}"]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+def test_routes_marks_shadow_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = quickstart_copy(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["routes"][0]["enforce"] = False
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    code, out, _ = in_process(capsys, "routes", str(path))
+    assert code == 0
+    rows = {line.split()[1]: line for line in out.splitlines()[1:]}
+    assert "token (shadow)" in rows["orders-read"] and "(shadow)" not in rows["orders-write"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.reload import TrackedFiles, fingerprint
+from gateway.watched_files import TrackedFiles, fingerprint
 
 
 def test_tracked_files_remember_reads_failures_and_globs(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from . import __version__
 from .admin import create_admin_app
+from .auth.providers import IdentityProviders
 from .config.compile import compile_runtime
 from .config.load import LoadedConfig
 from .metrics import GatewayMetrics
@@ -62,10 +63,13 @@ class GatewayServer:
         *,
         metrics: GatewayMetrics | None = None,
         store: RevocationStore | None = None,
+        providers: IdentityProviders | None = None,
     ) -> None:
         self.loaded = loaded
         self.settings = Settings.from_spec(loaded.spec)
         self.metrics = metrics or GatewayMetrics(version=__version__)
+        # JWKS caches and introspectors: outlive a Runtime, so a reload keeps warm keys
+        self.providers = providers or IdentityProviders(self.metrics)
         self.store: RevocationStore = store if store is not None else MemoryRevocationStore()
         self.holder: RuntimeHolder | None = None
         self._runners: list[web.BaseRunner] = []
@@ -80,10 +84,12 @@ class GatewayServer:
     async def start(self) -> None:
         """Compile the config (ConfigError propagates) and start both listeners."""
         runtime = compile_runtime(
-            self.loaded, metrics=self.metrics, revocation_store=self.store
+            self.loaded, metrics=self.metrics, revocation_store=self.store,
+            providers=self.providers,
         )
         self.metrics.record_config_loaded(runtime.sha256, time.time())
         self.holder = RuntimeHolder(runtime)
+        self.providers.start()  # first key fetches in the background: start-up never waits
         self._session = create_session()
         public = create_app(self.holder, self.metrics, self._session)
         admin = create_admin_app(self.holder, self.metrics, self.store, self.is_ready)
@@ -125,6 +131,7 @@ class GatewayServer:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.providers.close()
         await self.store.close()
 
     async def __aenter__(self) -> GatewayServer:

@@ -41,11 +41,11 @@ async def decide(
     token = extract_bearer(headers)
     if token is None:
         raise MissingToken("no bearer token")
-    principal = runtime.verifier.verify(token)
+    principal = await runtime.verifier.authenticate(token, route.issuers)
     state.principal = principal
     if runtime.revocation is not None:
         await runtime.revocation.check(principal)
-    route.policy.check(principal)
+    route.policy.check(principal, method)
     state.auth_reason = "ok"
     return Decision(match, principal)
 

@@ -50,6 +50,7 @@ class Route:
     timeout: float
     identity: IdentityHeaders
     stripped_headers: frozenset[str]  # normalised names removed from client requests
+    issuers: frozenset[str] | None = None  # accepted token issuers; None: every issuer
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,7 @@ def _skip_reason(jwk: Any, algorithms: frozenset[str]) -> str | None:
     if jwk.get("kty") == "oct":
         return "symmetric key (kty oct) in a public key set"
     alg = jwk.get("alg")
-    if alg is not None and alg not in algorithms:
+    if alg is not None and (not isinstance(alg, str) or alg not in algorithms):
         return f"alg {str(alg)[:16]!r} is not in the issuer's allowlist"
     kid = jwk.get("kid")
     if kid is not None and not isinstance(kid, str):

@@ -6,20 +6,17 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from gateway.auth.jwks import JwksCache
 from gateway.auth.providers import IdentityProviders
 from gateway.config.compile import compile_runtime
 from gateway.config.load import load_config
 from gateway.metrics import GatewayMetrics
 from tests.fixtures.gateway import GatewayFactory, RunningGateway
-from tests.fixtures.idp import Idp
+from tests.fixtures.idp import Idp, cache_of, call, jwks_config, ready
 from tests.fixtures.keys import make_rsa
-from tests.fixtures.tokens import AUDIENCE
 from tests.fixtures.upstream import Upstream
 
 pytestmark = pytest.mark.integration
@@ -31,38 +28,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def jwks_config(upstream: Upstream, idp: Idp, **issuer: Any) -> dict[str, Any]:
-    jwks = {"cooldown": "10s", "timeout": "2s", **issuer.pop("jwks", {})}
-    return {
-        "server": {"listen": "127.0.0.1:0"},
-        "admin": {"listen": "127.0.0.1:0"},
-        "issuers": [{
-            "issuer": idp.issuer, "audiences": [AUDIENCE], "jwks_uri": idp.jwks_uri,
-            "allow_insecure_http": True, "algorithms": ["RS256"], "jwks": jwks, **issuer,
-        }],
-        "routes": [{"name": "orders", "match": {"path_prefix": "/api/orders"},
-                    "upstream": upstream.url, "require": {"scopes": ["orders:read"]}}],
-    }
-
-
-def cache_of(gw: RunningGateway) -> JwksCache:
-    [cache] = gw.server.providers.caches()
-    return cache
-
-
-async def call(gw: RunningGateway, token: str, path: str = "/api/orders/1") -> tuple[int, str]:
-    async with aiohttp.ClientSession() as s, s.get(
-        gw.url + path, headers={"Authorization": f"Bearer {token}"}
-    ) as r:
-        body = await r.json()
-        return r.status, body["error"] if r.status >= 400 else "ok"
-
-
-async def ready(gw: RunningGateway) -> RunningGateway:
-    assert await cache_of(gw).wait_ready(5.0)
-    return gw
 
 
 def reason_count(gw: RunningGateway, reason: str, result: str = "deny") -> float:

@@ -15,10 +15,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     model_validator,
 )
 
@@ -32,7 +28,15 @@ _Duration = Annotated[
 ]
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:.\-/]{1,128}$")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
-ClaimScalar = StrictStr | StrictBool | StrictInt | StrictFloat
+
+
+def _check_scalar(value: object) -> object:
+    if isinstance(value, str | bool | int | float) and value == value:  # not NaN
+        return value
+    raise ValueError("must be a string, number or boolean")
+
+
+ClaimScalar = Annotated[str | bool | int | float, BeforeValidator(_check_scalar)]
 
 
 def check_scope_token(value: str) -> str:

@@ -38,7 +38,6 @@ class Metadata:
     issuer: str
     jwks_uri: str
     url: str                          # where the document came from
-    introspection_endpoint: str | None
 
 
 async def discover(
@@ -71,5 +70,4 @@ def _metadata(document: Any, issuer: str, url: str, limits: FetchLimits) -> Meta
     if not isinstance(jwks_uri, str):
         raise FetchError("invalid", f"{url}: metadata has no jwks_uri")
     check_url(jwks_uri, limits)
-    endpoint = document.get("introspection_endpoint")
-    return Metadata(issuer, jwks_uri, url, endpoint if isinstance(endpoint, str) else None)
+    return Metadata(issuer, jwks_uri, url)

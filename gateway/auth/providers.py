@@ -40,7 +40,6 @@ class IdentityProviders:
         self._own_session = session is None
         self._caches: dict[JwksSettings, JwksCache] = {}
         self._introspectors: dict[IntrospectionSettings, Introspector] = {}
-        self._running = False
 
     def session(self) -> aiohttp.ClientSession:
         """The identity-provider session, created on first use (inside the running loop)."""
@@ -71,7 +70,6 @@ class IdentityProviders:
 
     def start(self) -> None:
         """Start the background fetch of every cache not running yet (never waits for it)."""
-        self._running = True
         for cache in self._caches.values():
             if not cache.started:
                 cache.start()
@@ -101,7 +99,6 @@ class IdentityProviders:
         return list(self._caches.values())
 
     async def close(self) -> None:
-        self._running = False
         for cache in self._caches.values():
             await cache.close()
         if self._own_session and self._session is not None:

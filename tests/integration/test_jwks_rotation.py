@@ -257,3 +257,25 @@ async def test_status_shows_the_key_source(
     assert status["kids"] == ["idp-1"]
     assert status["consecutive_failures"] == 0
     assert 0 <= status["last_success_age_seconds"] < 60
+
+
+async def test_a_forged_kid_just_before_a_rotation_delays_the_new_key_by_the_cooldown_at_most(
+    start_gateway: GatewayFactory, upstream: Upstream, idp: Idp
+) -> None:
+    """The documented price of the cooldown: the refetch a forged kid spent is not available
+    for the real rotation until the cooldown has passed (then the first new token fetches)."""
+    clock = Clock()
+    metrics = GatewayMetrics()
+    gw = await ready(await start_gateway(
+        jwks_config(upstream, idp, jwks={"cooldown": "10s"}), metrics=metrics,
+        providers=IdentityProviders(metrics, clock=clock)))
+    assert await call(gw, idp.token(key=make_rsa("attacker"), kid="forged")) == (
+        401, "invalid_token")
+    idp.rotate()
+    new = idp.token()
+    assert await call(gw, new) == (401, "invalid_token")
+    clock.now += 9.9
+    assert await call(gw, new) == (401, "invalid_token")
+    clock.now += 0.1
+    assert await call(gw, new) == (200, "ok")
+    assert idp.jwks_hits() == 3

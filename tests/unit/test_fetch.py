@@ -106,3 +106,25 @@ def test_redirects_stay_on_the_host(
 )
 def test_metadata_urls(issuer: str, oidc: str, rfc8414: str) -> None:
     assert metadata_urls(issuer) == (oidc, rfc8414)
+
+
+@pytest.mark.parametrize(
+    ("document", "fragment"),
+    [
+        pytest.param({"issuer": "https://idp.example", "jwks_uri": "http://idp.example/jwks"},
+                     "https URL required", id="a plain-http jwks_uri"),
+        pytest.param({"issuer": "https://idp.example/", "jwks_uri": "https://idp.example/j"},
+                     "is not the configured", id="an issuer with another trailing slash"),
+        pytest.param({"issuer": "https://idp.example"}, "no jwks_uri", id="no jwks_uri"),
+        pytest.param({"issuer": "https://idp.example", "jwks_uri": 5}, "no jwks_uri",
+                     id="a jwks_uri that is not a string"),
+        pytest.param(["issuer"], "not a JSON object", id="a list"),
+    ],
+)
+def test_metadata_documents_that_are_refused(document: object, fragment: str) -> None:
+    from gateway.auth.discovery import _metadata
+
+    with pytest.raises(FetchError) as info:
+        _metadata(document, "https://idp.example", "https://idp.example/.well-known/x", SECURE)
+    assert info.value.result == "invalid"
+    assert fragment in info.value.detail

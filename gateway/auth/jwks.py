@@ -175,11 +175,11 @@ class JwksCache:
             entries = parse_jwks(fetched.document, self.settings.algorithms, fetched.url)
         except (FetchError, JwksInvalid) as exc:
             result = exc.result if isinstance(exc, FetchError) else "invalid"
-            self._failed(started, result, str(exc))
+            self._failed(result, str(exc))
         except Exception as exc:  # a bug must not end the refresh loop or keep stale keys
             log.exception("unexpected error fetching keys of %s", issuer)
             result = "invalid"
-            self._failed(started, result, f"{type(exc).__name__}: {exc}")
+            self._failed(result, f"{type(exc).__name__}: {exc}")
         else:
             self._succeeded(started, entries, fetched.max_age)
             result = "success"
@@ -210,10 +210,11 @@ class JwksCache:
         self._last_error = None
         self._metrics.record_jwks_success(s.issuer, len(candidate.keys), now)
 
-    def _failed(self, now: float, result: str, detail: str) -> None:
+    def _failed(self, result: str, detail: str) -> None:
         self._failures += 1
         self._last_error = f"{result}: {detail}"[:500]
-        self._due_at = now + min(RETRY_MIN * 2 ** (self._failures - 1), RETRY_MAX)
+        # back-off counted from the end of the failed attempt (a timeout may have taken long)
+        self._due_at = self._clock() + min(RETRY_MIN * 2 ** (self._failures - 1), RETRY_MAX)
         log.warning(
             "fetching keys of %s failed (%s): %s", self.settings.issuer, result, detail,
             extra={"failures": self._failures, "have_keys": self._keys is not None},

@@ -4,7 +4,11 @@ Owned by ``app.py`` (one per process). ``config.compile`` receives it as a facto
 the JWKS cache of the same settings twice gives the same cache, so a config reload that leaves
 an issuer's settings unchanged keeps its keys (no refetch, no 503 window). Compiling creates
 objects only; ``start()`` starts the background fetches of caches that are not running yet and
-``retain()`` closes the ones no active configuration uses any more.
+``retain()`` / ``retain_for(verifiers)`` close the ones no active configuration uses any more.
+
+A reload (``reload.py``) does: ``compile_runtime(..., providers=server.providers)`` →
+``providers.start()`` → optionally ``await providers.warm(new caches, timeout)`` → swap the
+runtime → ``await providers.retain_for([new_runtime.verifier])``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ..metrics import GatewayMetrics
 from .fetch import create_idp_session
 from .introspect import IntrospectionSettings, Introspector
 from .jwks import Clock, JwksCache, JwksDocumentSource, JwksSettings, Sleep
+from .verify import TokenVerifier
 
 log = logging.getLogger("gateway.jwks")
 
@@ -94,6 +99,12 @@ class IdentityProviders:
                 del self._introspectors[isettings]
         live = {s.issuer for s in self._caches} | {s.issuer for s in self._introspectors}
         self.metrics.forget_issuers(self.metrics.known_issuers() - live)
+
+    async def retain_for(self, verifiers: Iterable[TokenVerifier]) -> None:
+        """``retain`` what the given verifiers (of the active runtime) use: after a reload."""
+        issuers = [i for v in verifiers for i in v.issuers.values()]
+        await self.retain([i.remote for i in issuers if i.remote is not None],
+                          [i.introspector for i in issuers if i.introspector is not None])
 
     def caches(self) -> list[JwksCache]:
         return list(self._caches.values())

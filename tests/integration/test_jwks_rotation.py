@@ -76,10 +76,10 @@ async def test_start_up_does_not_wait_for_a_hanging_provider_and_answers_503(
 async def test_an_issuer_without_keys_recovers_when_the_provider_comes_back(
     start_gateway: GatewayFactory, upstream: Upstream, idp: Idp
 ) -> None:
-    idp.mode = "500"
+    idp.fail("500")
     gw = await start_gateway(jwks_config(upstream, idp, jwks={"cooldown": "0s"}))
     assert await call(gw, idp.token()) == (503, "temporarily_unavailable")
-    idp.mode = "ok"
+    idp.recover()
     # no keys + cooldown passed: the request itself triggers the fetch and waits for it
     assert await call(gw, idp.token()) == (200, "ok")
 
@@ -169,7 +169,7 @@ async def test_stale_keys_are_kept_up_to_max_stale_then_requests_fail_closed(
     gw = await ready(await start_gateway(config, metrics=metrics, providers=providers))
     token = idp.token()
     assert await call(gw, token) == (200, "ok")
-    idp.mode = "500"
+    idp.fail("500")
     clock.now += 600 + 3600 - 1   # fresh for 10 min, then stale but usable for 1 h
     await cache_of(gw).refresh()
     assert await call(gw, token) == (200, "ok")
@@ -180,7 +180,7 @@ async def test_stale_keys_are_kept_up_to_max_stale_then_requests_fail_closed(
     status, error = await call(gw, token)  # even the cached token: the keys are too old
     assert (status, error) == (503, "temporarily_unavailable")
     assert upstream.paths() == ["/api/orders/1"] * 3
-    idp.mode = "ok"
+    idp.recover()
     clock.now += 31   # past the cooldown: the next request refetches
     assert await call(gw, token) == (200, "ok")
 
@@ -240,7 +240,7 @@ async def test_keys_survive_a_recompile_when_the_issuer_is_unchanged(
     assert issuer.remote is not old_cache and issuer.remote is not None
     server.providers.start()
     server.holder.current = runtime
-    await server.providers.retain([issuer.remote])
+    await server.providers.retain_for([runtime.verifier])
     assert server.providers.caches() == [issuer.remote]
     assert await issuer.remote.wait_ready(5.0)
     assert idp.jwks_hits() == 2

@@ -3,7 +3,9 @@ redirects, size limits (also after decompression)."""
 
 from __future__ import annotations
 
+import base64
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +132,37 @@ async def test_fetch_names_itself(idp: Idp) -> None:
         await session.close()
     assert fetched.document == idp.jwks()
     assert idp.agents == [f"oauth2-gateway/{__version__}"]
+
+
+# -- introspection requests on the wire -------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+async def test_introspection_client_authentication_on_the_wire(
+    start_gateway: GatewayFactory, upstream: Upstream, idp: Idp, tmp_path: Path, method: str
+) -> None:
+    (tmp_path / "secret").write_text("p@ss word/+:é\n")
+    config = jwks_config(upstream, idp)
+    config["issuers"][0]["introspection"] = {
+        "endpoint": idp.url + "/introspect", "client_id": "gw:1", "secret_file": "secret",
+        "auth_method": method,
+    }
+    idp.introspection_answer = {"active": True, "scope": "orders:read", "sub": "svc",
+                                "iss": idp.issuer}
+    gw = await ready(await start_gateway(config))
+    assert await call(gw, "opaque-token-1") == (200, "ok")
+    [(authorization, form)] = idp.introspection_calls
+    assert form["token"] == "opaque-token-1"
+    assert form["token_type_hint"] == "access_token"
+    if method == "client_secret_basic":
+        # RFC 6749 §2.3.1: form-urlencoded before base64
+        expected = base64.b64encode(b"gw%3A1:p%40ss%20word%2F%2B%3A%C3%A9").decode()
+        assert authorization == f"Basic {expected}"
+        assert "client_secret" not in form
+    else:
+        assert authorization is None
+        assert (form["client_id"], form["client_secret"]) == ("gw:1", "p@ss word/+:é")
+    idp.introspection_answer = {"active": True, "scope": "orders:read", "iss": "https://evil/"}
+    assert await call(gw, "opaque-token-2") == (401, "invalid_token")
+    idp.introspection_answer = ["not", "an", "object"]
+    assert await call(gw, "opaque-token-3") == (503, "temporarily_unavailable")

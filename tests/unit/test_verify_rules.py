@@ -326,3 +326,23 @@ async def test_opaque_tokens_without_introspection_are_malformed(rsa_key: KeyPai
     verifier = TokenVerifier({ISS: issuer((entry(rsa_key),), {"RS256"})})
     with pytest.raises(TokenMalformed):
         await verifier.authenticate("opaque-token")
+
+
+# -- the hot path: no suspension when the key is at hand ----------------------------------
+
+
+async def test_authenticate_never_suspends_when_the_key_is_at_hand(rsa_key: KeyPair) -> None:
+    source = Source(rsa_key)
+    cache = remote(source)
+    await cache.refresh()
+    verifiers = [TokenVerifier({ISS: issuer((entry(rsa_key),), {"RS256"})}),
+                 TokenVerifier({ISS: issuer((), {"RS256"}, remote=cache)})]
+    token = jwt.encode(claims(), rsa_key.private, algorithm="RS256",
+                       headers={"kid": rsa_key.kid})
+    for verifier in verifiers:
+        for _ in range(2):  # verified, then from the verified-token cache
+            coroutine = verifier.authenticate(token)
+            with pytest.raises(StopIteration) as done:
+                coroutine.send(None)  # runs to the end without awaiting anything
+            assert done.value.value.subject == "alice"
+    assert source.calls == 1

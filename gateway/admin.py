@@ -131,7 +131,7 @@ def create_admin_app(
             "routes": len(runtime.routes.rules()),
             "issuers": sorted(runtime.verifier.issuers),
             "key_sources": {
-                name: issuer.remote.status(clock())
+                name: issuer.remote.status()
                 for name, issuer in sorted(runtime.verifier.issuers.items())
                 if issuer.remote is not None
             },

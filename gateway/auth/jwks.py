@@ -257,8 +257,10 @@ class JwksCache:
                     await task
         self._runner = None
 
-    def status(self, now: float) -> dict[str, Any]:
-        """For /status: what the cache holds, never key material."""
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        """For /status: what the cache holds, never key material (times on its own clock)."""
+        if now is None:
+            now = self._clock()
         keys = self._keys
         return {
             "source": self.settings.jwks_uri or "discovery",

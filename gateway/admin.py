@@ -144,6 +144,11 @@ def create_admin_app(
             },
             "routes": len(runtime.routes.rules()),
             "issuers": sorted(runtime.verifier.issuers),
+            "key_sources": {
+                name: issuer.remote.status()
+                for name, issuer in sorted(runtime.verifier.issuers.items())
+                if issuer.remote is not None
+            },
             "revocation": None if runtime.revocation is None else {
                 "store": type(runtime.revocation.store).__name__,
                 "on_unavailable": runtime.revocation.on_unavailable,

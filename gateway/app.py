@@ -15,6 +15,7 @@ from aiohttp import web
 
 from . import __version__
 from .admin import create_admin_app
+from .auth.providers import IdentityProviders
 from .config.compile import compile_runtime
 from .config.load import LoadedConfig
 from .logs import event
@@ -62,12 +63,15 @@ class GatewayServer:
         metrics: GatewayMetrics | None = None,
         store: RevocationStore | None = None,
         watch_interval: float | None = None,
+        providers: IdentityProviders | None = None,
     ) -> None:
         """``watch_interval``: poll the config files every so many seconds (None: only
         ``reload()``, SIGHUP and ``POST /admin/reload`` reload)."""
         self.loaded = loaded
         self.settings = Settings.from_spec(loaded.spec)
         self.metrics = metrics or GatewayMetrics(version=__version__)
+        # JWKS caches and introspectors: outlive a Runtime, so a reload keeps warm keys
+        self.providers = providers or IdentityProviders(self.metrics)
         self.store: RevocationStore = store if store is not None else MemoryRevocationStore()
         self.holder: RuntimeHolder | None = None
         self.watcher: ConfigWatcher | None = None
@@ -90,13 +94,15 @@ class GatewayServer:
         its keys. The upstream session is shared by every snapshot through the Forwarder.
         """
         return compile_runtime(
-            loaded, metrics=self.metrics, revocation_store=self.store, read_file=read_file
+            loaded, metrics=self.metrics, revocation_store=self.store, read_file=read_file,
+            providers=self.providers,
         )
 
     async def _after_swap(self, old: Runtime, new: Runtime) -> None:
-        """After a reload's swap: release what only ``old`` used (requests still running on
-        ``old`` keep their references). Nothing yet: the session and the store are shared;
-        JWKS caches that ``new`` no longer names are to be closed here."""
+        """After a reload's swap: start the key caches of new issuers (in the background) and
+        close those that only ``old`` used. The session and the revocation store are shared."""
+        self.providers.start()
+        await self.providers.retain_for([new.verifier])
 
     async def reload(self, trigger: str = "request") -> ReloadResult:
         """Reload the config file now (a bad config is rejected; the result says so)."""
@@ -119,6 +125,7 @@ class GatewayServer:
             settings=self.settings, interval=self._watch_interval, after_swap=self._after_swap,
         )
         self.watcher.adopt(self.loaded, tracked)
+        self.providers.start()  # first key fetches in the background: start-up never waits
         self._session = create_session()
         public = create_app(self.holder, self.metrics, self._session)
         admin = create_admin_app(
@@ -165,6 +172,7 @@ class GatewayServer:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.providers.close()
         await self.store.close()
 
     async def __aenter__(self) -> GatewayServer:

@@ -28,10 +28,14 @@ reach the client. ``responses.error_response`` is the only place that turns thes
     │   │   ├── TokenNotYetValid     not_yet_valid
     │   │   ├── ClaimMissing         missing_claim
     │   │   ├── ClaimInvalid         invalid_claim
+    │   │   ├── TokenTypeInvalid     token_type          typ is not the issuer's require_typ
+    │   │   ├── TokenInactive        inactive            introspection: active is false
     │   │   └── TokenRevoked         revoked
     │   └── InsufficientScope    403 insufficient_scope  (+ scope="a b")
+    │       └── ClaimConditionFailed 403 claim_mismatch  a route's claim condition fails
     ├── DependencyError
     │   ├── KeysUnavailable      503 keys_unavailable
+    │   ├── IntrospectionUnavailable 503 introspection_unavailable
     │   └── RevocationUnavailable 503 revocation_unavailable
     ├── UpstreamError
     │   ├── UpstreamUnavailable  502 upstream_unavailable
@@ -150,6 +154,7 @@ class AlgorithmNotAllowed(InvalidToken):
 class KeyNotFound(InvalidToken):
     reason = "unknown_key"
     description = "token signing key is unknown"
+    kid: str | None = None  # the token's kid, when a refetch of the issuer's keys might help
 
 
 class IssuerUnknown(InvalidToken):
@@ -182,6 +187,16 @@ class ClaimInvalid(InvalidToken):
     description = "token has an invalid claim"
 
 
+class TokenTypeInvalid(InvalidToken):
+    reason = "token_type"
+    description = "token type not accepted"
+
+
+class TokenInactive(InvalidToken):
+    reason = "inactive"
+    description = "token is not active"
+
+
 class TokenRevoked(InvalidToken):
     reason = "revoked"
     description = "token revoked"
@@ -198,6 +213,16 @@ class InsufficientScope(AuthError):
         self.required: tuple[str, ...] = tuple(required)
 
 
+class ClaimConditionFailed(InsufficientScope):
+    """A route's claim condition does not hold: 403 like a missing scope, without scope=."""
+
+    reason = "claim_mismatch"
+    description = "token claims do not meet the route's requirements"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__((), detail)
+
+
 # -- dependencies and upstreams --------------------------------------------------------
 
 
@@ -209,6 +234,11 @@ class DependencyError(GatewayError):
 class KeysUnavailable(DependencyError):
     reason = "keys_unavailable"
     description = "signing keys are not available"
+
+
+class IntrospectionUnavailable(DependencyError):
+    reason = "introspection_unavailable"
+    description = "token introspection is not available"
 
 
 class RevocationUnavailable(DependencyError):
@@ -275,6 +305,7 @@ REASONS: frozenset[str] = frozenset(
         TokenMalformed, TokenTooLarge, SignatureInvalid, AlgorithmNotAllowed, KeyNotFound,
         IssuerUnknown, AudienceMismatch, TokenExpired, TokenNotYetValid, ClaimMissing,
         ClaimInvalid, TokenRevoked, InsufficientScope, KeysUnavailable, RevocationUnavailable,
+        TokenTypeInvalid, TokenInactive, ClaimConditionFailed, IntrospectionUnavailable,
         UpstreamUnavailable, UpstreamTimeout, UnsupportedTransferCoding, GatewayError,
     )
 )

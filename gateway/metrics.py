@@ -7,6 +7,7 @@ Labels come only from bounded sets: route names (or ``unmatched``), standard met
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -82,6 +83,42 @@ class GatewayMetrics:
         )
         self.build_info.labels(version=version or "unknown").set(1)
         self._config_hash: str | None = None
+        self._init_key_metrics(r)
+
+    def _init_key_metrics(self, r: CollectorRegistry) -> None:
+        """Per-issuer key source and introspection metrics (issuer: a configured iss)."""
+        self.jwks_refreshes = Counter(
+            "gateway_jwks_refreshes",
+            "JWKS and discovery fetches by issuer and result (success, timeout, unreachable, "
+            "http_error, too_large, redirect, invalid).",
+            ["issuer", "result"], registry=r,
+        )
+        self.jwks_fetch_duration = Histogram(
+            "gateway_jwks_fetch_duration_seconds", "Duration of JWKS fetches by issuer.",
+            ["issuer"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.jwks_keys = Gauge(
+            "gateway_jwks_keys", "Usable keys from the issuer's last good JWKS.", ["issuer"],
+            registry=r,
+        )
+        self.jwks_last_success = Gauge(
+            "gateway_jwks_last_success_timestamp_seconds",
+            "Unix time of the issuer's last successful JWKS fetch.", ["issuer"], registry=r,
+        )
+        self.jwks_unknown_kid = Counter(
+            "gateway_jwks_unknown_kid",
+            "Tokens with a kid not in the key set: refetch, or cooldown (no fetch).",
+            ["issuer", "action"], registry=r,
+        )
+        self.introspections = Counter(
+            "gateway_introspection_requests",
+            "Calls to introspection endpoints by issuer and result (active, inactive, error).",
+            ["issuer", "result"], registry=r,
+        )
+        self.introspection_duration = Histogram(
+            "gateway_introspection_duration_seconds", "Duration of introspection calls.",
+            ["issuer"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
 
     def record_request(self, route: str, method: str, code: int, seconds: float) -> None:
         self.requests.labels(route, method_label(method), str(code)).inc()
@@ -115,6 +152,40 @@ class GatewayMetrics:
 
     def record_config_failed(self) -> None:
         self.config_reloads.labels("failure").inc()
+
+    def record_jwks_result(self, issuer: str, result: str) -> None:
+        self.jwks_refreshes.labels(issuer, result).inc()
+
+    def record_jwks_fetch(self, issuer: str, seconds: float) -> None:
+        self.jwks_fetch_duration.labels(issuer).observe(seconds)
+
+    def record_jwks_success(self, issuer: str, keys: int, when: float) -> None:
+        self.jwks_keys.labels(issuer).set(keys)
+        self.jwks_last_success.labels(issuer).set(when)
+
+    def record_jwks_refetch(self, issuer: str, action: str) -> None:
+        self.jwks_unknown_kid.labels(issuer, action).inc()
+
+    def record_introspection(self, issuer: str, result: str, seconds: float) -> None:
+        self.introspections.labels(issuer, result).inc()
+        self.introspection_duration.labels(issuer).observe(seconds)
+
+    def _issuer_metrics(self) -> tuple[Any, ...]:
+        return (self.jwks_refreshes, self.jwks_fetch_duration, self.jwks_keys,
+                self.jwks_last_success, self.jwks_unknown_kid, self.introspections,
+                self.introspection_duration)
+
+    def known_issuers(self) -> set[str]:
+        """Issuers that have label sets in the per-issuer metrics."""
+        return {labels[0] for m in self._issuer_metrics() for labels in list(m._metrics)}
+
+    def forget_issuers(self, removed: Iterable[str]) -> None:
+        """Drop the label sets of issuers no configuration uses any more."""
+        gone = set(removed)
+        for metric in self._issuer_metrics():
+            for labels in list(metric._metrics):
+                if labels[0] in gone:
+                    metric.remove(*labels)
 
     def forget_routes(self, removed: Iterable[str]) -> None:
         """Drop the label sets of routes that no longer exist (after a reload)."""

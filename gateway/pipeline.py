@@ -35,14 +35,14 @@ class Decision:
 
 
 async def authenticate(
-    state: RequestState, headers: CIMultiDictProxy[str]
+    state: RequestState, route: Route, headers: CIMultiDictProxy[str]
 ) -> Principal:
     """Bearer token → verified principal → not revoked; raises AuthError / DependencyError."""
     runtime = state.runtime
     token = extract_bearer(headers)
     if token is None:
         raise MissingToken("no bearer token")
-    principal = runtime.verifier.verify(token)
+    principal = await runtime.verifier.authenticate(token, route.issuers)
     state.principal = principal
     if runtime.revocation is not None:
         await runtime.revocation.check(principal)
@@ -72,13 +72,13 @@ async def decide(
         state.auth_reason = "none"
         return Decision(match, None)
     try:
-        principal = await authenticate(state, headers)
+        principal = await authenticate(state, route, headers)
     except (AuthError, DependencyError) as err:
         if route.enforce:
             raise
         return _shadow(state, match, None, err)
     try:
-        route.policy.check(principal)
+        route.policy.check(principal, method)
     except AuthError as err:
         if route.enforce:
             raise

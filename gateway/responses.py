@@ -8,11 +8,11 @@ from aiohttp import hdrs, web
 
 from .errors import (
     AuthError,
+    DependencyError,
     GatewayError,
     InsufficientScope,
     MethodNotAllowed,
     MissingToken,
-    RevocationUnavailable,
 )
 
 JSON_TYPE = "application/json"
@@ -52,7 +52,7 @@ def error_response(
         headers[hdrs.WWW_AUTHENTICATE] = challenge(err, realm)
     if isinstance(err, MethodNotAllowed):
         headers[hdrs.ALLOW] = ", ".join(err.allowed)
-    if isinstance(err, RevocationUnavailable):
+    if isinstance(err, DependencyError):  # keys, introspection or revocation unavailable
         headers[hdrs.RETRY_AFTER] = "1"
     return web.Response(
         status=err.status,

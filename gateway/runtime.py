@@ -55,6 +55,7 @@ class Route:
     stripped_headers: frozenset[str]  # normalised names removed from client requests
     enforce: bool = True             # False: shadow mode (decide, log, count, forward anyway)
     log_query: str | None = None     # drop | redact | keep; None: the access log's default
+    issuers: frozenset[str] | None = None  # accepted token issuers; None: every issuer
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,4 +3,6 @@ pytest_plugins = [
     "tests.fixtures.tokens",
     "tests.fixtures.upstream",
     "tests.fixtures.gateway",
+    "tests.fixtures.idp",
+    "tests.fixtures.authlib_idp",
 ]

@@ -39,3 +39,18 @@ def scopes_from_claims(claims: Mapping[str, Any]) -> frozenset[str]:
     if isinstance(scp, list) and all(isinstance(s, str) for s in scp):
         return frozenset(scp)
     return frozenset()
+
+
+def scopes_from_claim(claims: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    """Scopes from the one configured claim: a space-separated string or a list of strings.
+
+    None when the claim has another type (the caller refuses the token); empty when absent.
+    """
+    value = claims.get(name)
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return frozenset(value)
+    return None

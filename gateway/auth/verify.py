@@ -1,17 +1,18 @@
-"""JWT verification: token → Principal, with every failure translated to our error tree.
+"""Token verification: token → Principal, with every failure translated to our error tree.
 
-Cheap checks come first (size, shape, issuer, algorithm, key); an unknown issuer or kid never
-costs a signature check. Time claims are checked by us with an injectable clock (and again on
-every cache hit), so PyJWT's own time checks are switched off.
+Cheap checks come first (size, shape, issuer, route's issuers, algorithm, typ, key); an unknown
+issuer or kid never costs a signature check. Time claims are checked by us with an injectable
+clock (and again on every cache hit), so PyJWT's own time checks are switched off.
+
+The verified-token cache holds identities, never decisions. An entry remembers the generation
+of its issuer's key set: when a JWKS refresh changes the set, the issuer's cached tokens are
+verified again (so a key removed by the provider stops working at once). Opaque tokens, and
+JWTs of issuers that only introspect, go to the issuer's RFC 7662 introspector (its own cache).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -24,139 +25,68 @@ import jwt
 from ..errors import (
     AlgorithmNotAllowed,
     AudienceMismatch,
-    ClaimInvalid,
     ClaimMissing,
+    GatewayError,
+    IntrospectionUnavailable,
     InvalidToken,
     IssuerUnknown,
     KeyNotFound,
-    SignatureInvalid,
-    TokenExpired,
+    KeysUnavailable,
+    TokenInactive,
     TokenMalformed,
-    TokenNotYetValid,
     TokenTooLarge,
 )
-from .keys import KeyEntry, thumbprint
-from .principal import Principal, scopes_from_claims
+from .issuer import Issuer
+from .jwks import JwksCache
+from .jws import (
+    B64URL,
+    REQUIRED_CLAIMS,
+    TIME_CLAIMS,
+    check_times,
+    decode_segment,
+    number_claim,
+    principal_from_claims,
+    translate_jwt_error,
+)
+from .principal import Principal
+
+__all__ = ["Issuer", "TokenVerifier", "check_times", "principal_from_claims",
+           "translate_jwt_error"]
 
 Clock = Callable[[], float]
 
-#: PyJWT exceptions → ours, looked up along the raised exception's MRO (most specific first).
-_JWT_ERRORS: Mapping[type[Exception], type[InvalidToken]] = {
-    jwt.InvalidSignatureError: SignatureInvalid,
-    jwt.InvalidAudienceError: AudienceMismatch,
-    jwt.InvalidIssuerError: IssuerUnknown,
-    jwt.MissingRequiredClaimError: ClaimMissing,
-    jwt.ExpiredSignatureError: TokenExpired,
-    jwt.ImmatureSignatureError: TokenNotYetValid,
-    jwt.InvalidAlgorithmError: AlgorithmNotAllowed,
-    jwt.InvalidKeyError: AlgorithmNotAllowed,
-    jwt.exceptions.InvalidIssuedAtError: ClaimInvalid,
-    jwt.exceptions.InvalidSubjectError: ClaimInvalid,
-    jwt.exceptions.InvalidJTIError: ClaimInvalid,
-    jwt.DecodeError: TokenMalformed,
-    jwt.InvalidTokenError: TokenMalformed,
-}
-
-_REQUIRED_CLAIMS = ("exp", "iss", "aud")
-_TIME_CLAIMS = ("exp", "nbf", "iat")
-_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-
-def translate_jwt_error(exc: jwt.PyJWTError) -> InvalidToken:
-    for cls in type(exc).__mro__:
-        ours = _JWT_ERRORS.get(cls)
-        if ours is not None:
-            return ours(f"{type(exc).__name__}: {exc}")
-    return TokenMalformed(f"{type(exc).__name__}: {exc}")
-
-
 @dataclass(frozen=True, slots=True)
-class Issuer:
-    """A compiled issuer: everything needed to verify its tokens, prebuilt."""
-
-    issuer: str
-    audiences: tuple[str, ...]
-    algorithms: frozenset[str]
-    leeway: float
-    keys: tuple[KeyEntry, ...]
-    keys_by_kid: Mapping[str, KeyEntry]
-
-    @classmethod
-    def build(
-        cls,
-        issuer: str,
-        audiences: tuple[str, ...],
-        algorithms: frozenset[str],
-        leeway: float,
-        keys: tuple[KeyEntry, ...],
-    ) -> Issuer:
-        by_kid: dict[str, KeyEntry] = {}
-        for entry in keys:
-            if entry.kid is not None:
-                by_kid.setdefault(entry.kid, entry)
-            elif not isinstance(entry.key, bytes):
-                # A key without a kid of its own (PEM) answers to its RFC 7638 thumbprint.
-                by_kid.setdefault(thumbprint(entry.key), entry)
-        return cls(issuer, audiences, algorithms, leeway, keys, MappingProxyType(by_kid))
-
-    def select_key(self, kid: object, alg: str) -> KeyEntry:
-        """The key for a token's ``kid`` and ``alg``; raises KeyNotFound / AlgorithmNotAllowed."""
-        if kid is not None:
-            if not isinstance(kid, str):
-                raise TokenMalformed("kid is not a string")
-            entry = self.keys_by_kid.get(kid)
-            if entry is None:
-                # A key without a kid of its own (PEM) serves any kid when it is the only key.
-                if len(self.keys) == 1 and self.keys[0].kid is None:
-                    entry = self.keys[0]
-                else:
-                    raise KeyNotFound(f"no key with kid {kid[:64]!r} for issuer {self.issuer}")
-        elif len(self.keys) == 1:
-            entry = self.keys[0]
-        else:
-            raise KeyNotFound(f"token has no kid and issuer {self.issuer} has several keys")
-        if alg not in entry.algorithms:
-            raise AlgorithmNotAllowed(f"alg {alg} does not fit key {entry.kid or entry.source}")
-        return entry
+class _Jws:
+    issuer: Issuer
+    header: Mapping[str, Any]
+    payload: Mapping[str, Any]
+    alg: str
 
 
-def _b64decode_json(segment: str) -> Any:
-    raw = segment.encode("ascii", "replace")
-    if not raw or not _B64URL.issuperset(raw):
-        raise TokenMalformed("segment is not base64url")
-    try:
-        return json.loads(base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise TokenMalformed(f"segment does not decode to JSON: {exc}") from None
+class _NeedsKeys(Exception):
+    """Internal: the issuer's remote keys may answer after a fetch (unknown kid, no keys)."""
+
+    def __init__(self, source: JwksCache, error: GatewayError, reason: str) -> None:
+        super().__init__(reason)
+        self.source = source
+        self.error = error
+        self.reason = reason
 
 
-def _number(claims: Mapping[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ClaimInvalid(f"{name} is not a JSON number")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer literal of hundreds of digits
-        raise ClaimInvalid(f"{name} is out of range") from None
-    if not math.isfinite(number):  # Python's json accepts NaN and Infinity; JSON does not
-        raise ClaimInvalid(f"{name} is not a finite number")
-    return number
+class _NeedsIntrospection(Exception):
+    """Internal: an opaque token (or one of an introspection-only issuer) to introspect."""
 
-
-def check_times(principal: Principal, leeway: float, now: float) -> None:
-    """exp / nbf / iat against ``now`` with leeway; run on every use, cached or not."""
-    if now >= principal.expires_at + leeway:
-        raise TokenExpired("token expired")
-    if principal.not_before is not None and principal.not_before > now + leeway:
-        raise TokenNotYetValid("nbf is in the future")
-    if principal.issued_at is not None and principal.issued_at > now + leeway:
-        raise TokenNotYetValid("iat is in the future")
+    def __init__(self, issuer: Issuer) -> None:
+        super().__init__(issuer.issuer)
+        self.issuer = issuer
 
 
 class TokenVerifier:
-    """Verifies bearer tokens against the configured issuers, with a bounded result cache."""
+    """Verifies bearer tokens against the configured issuers, with a bounded result cache.
+
+    ``authenticate`` is the request path: it awaits I/O only for a key fetch (unknown kid, no
+    usable keys) or an introspection call. ``verify`` is the same without any I/O.
+    """
 
     def __init__(
         self,
@@ -167,73 +97,146 @@ class TokenVerifier:
         clock: Clock = time.time,
     ) -> None:
         self._issuers = MappingProxyType(dict(issuers))
+        self._introspecting = tuple(i for i in issuers.values() if i.introspector is not None)
         self._max_token_bytes = max_token_bytes
         self._cache_size = cache_size
-        self._cache: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        # token digest → (principal, leeway, key set generation it was verified with)
+        self._cache: OrderedDict[bytes, tuple[Principal, float, int]] = OrderedDict()
         self._clock = clock
 
     @property
     def issuers(self) -> Mapping[str, Issuer]:
         return self._issuers
 
-    def verify(self, token: str) -> Principal:
-        """The token's principal; raises an InvalidToken subclass when it is not acceptable."""
+    def verify(self, token: str, accepted: frozenset[str] | None = None) -> Principal:
+        """The token's principal using the keys at hand (no I/O); raises an AuthError."""
+        try:
+            return self._verify_local(token, accepted)
+        except _NeedsKeys as need:
+            raise need.error from None
+        except _NeedsIntrospection as need:
+            raise IntrospectionUnavailable(
+                f"opaque token for {need.issuer.issuer}: introspection needs authenticate()"
+            ) from None
+
+    async def authenticate(self, token: str, accepted: frozenset[str] | None = None) -> Principal:
+        """The request path: ``verify`` plus the I/O it may need. ``accepted``: the route's
+        issuers (None: any configured issuer)."""
+        try:
+            return self._verify_local(token, accepted)
+        except _NeedsIntrospection as need:
+            return await self._introspect(token, need.issuer)
+        except _NeedsKeys as need:
+            if not await need.source.refetch(need.reason):
+                raise need.error from None
+        return self.verify(token, accepted)  # once more, with what the fetch brought
+
+    # -- local verification ----------------------------------------------------------------
+
+    def _verify_local(self, token: str, accepted: frozenset[str] | None) -> Principal:
         if len(token) > self._max_token_bytes:
             raise TokenTooLarge(f"token of {len(token)} bytes")
         now = self._clock()
         digest = hashlib.sha256(token.encode()).digest()
         cached = self._cache.get(digest)
         if cached is not None:
-            principal, leeway = cached
-            try:
-                check_times(principal, leeway, now)
-            except InvalidToken:
-                self._cache.pop(digest, None)
-                raise
-            self._cache.move_to_end(digest)
-            return principal
-        principal, leeway = self._verify_uncached(token, now)
+            principal = self._cache_hit(digest, cached, now, accepted)
+            if principal is not None:
+                return principal
+        jws = self._inspect(token, accepted)
+        principal, generation = self._verify_jws(jws, token, now)
         if self._cache_size > 0:
-            self._cache[digest] = (principal, leeway)
+            self._cache[digest] = (principal, jws.issuer.leeway, generation)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return principal
 
-    def _verify_uncached(self, token: str, now: float) -> tuple[Principal, float]:
+    def _cache_hit(
+        self, digest: bytes, cached: tuple[Principal, float, int], now: float,
+        accepted: frozenset[str] | None,
+    ) -> Principal | None:
+        principal, leeway, generation = cached
+        issuer = self._issuers[principal.issuer]
+        _accept(issuer, accepted)
+        if issuer.remote is not None:
+            try:
+                current = issuer.key_set(now).generation
+            except KeysUnavailable as exc:
+                raise _NeedsKeys(issuer.remote, exc, "no usable keys") from None
+            if current != generation:  # the key set changed: verify again
+                del self._cache[digest]
+                return None
+        try:
+            check_times(principal, leeway, now)
+        except InvalidToken:
+            self._cache.pop(digest, None)
+            raise
+        self._cache.move_to_end(digest)
+        return principal
+
+    def _introspector_for(self, accepted: frozenset[str] | None) -> Issuer | None:
+        found = [i for i in self._introspecting if accepted is None or i.issuer in accepted]
+        return found[0] if len(found) == 1 else None  # compile refuses ambiguous routes
+
+    def _inspect(self, token: str, accepted: frozenset[str] | None) -> _Jws:
+        """Cheap checks before any crypto: shape, issuer, algorithm, typ, time claim types."""
         parts = token.split(".")
-        if len(parts) != 3:
-            raise TokenMalformed(f"{len(parts)} segments, a JWS has 3")
-        header = _b64decode_json(parts[0])
-        payload = _b64decode_json(parts[1])
-        if not _B64URL.issuperset(parts[2].encode("ascii", "replace")):
-            # PyJWT accepts a padded signature ("sig=="): a second spelling of one token.
-            # Header and payload are held to unpadded base64url already (RFC 7515 §2).
-            raise TokenMalformed("signature is not base64url")
-        if not isinstance(header, dict) or not isinstance(payload, dict):
-            raise TokenMalformed("header or payload is not a JSON object")
-        iss = payload.get("iss")
-        if not isinstance(iss, str):
-            if iss is None:
-                raise ClaimMissing("no iss claim")
-            raise TokenMalformed("iss not a string")
+        opaque = self._introspector_for(accepted)
+        try:
+            if len(parts) != 3:
+                raise TokenMalformed(f"{len(parts)} segments, a JWS has 3")
+            header = decode_segment(parts[0])
+            payload = decode_segment(parts[1])
+            if not B64URL.issuperset(parts[2].encode("ascii", "replace")):
+                # PyJWT accepts a padded signature ("sig=="): a second spelling of one token.
+                raise TokenMalformed("signature is not base64url")
+            if not isinstance(header, dict) or not isinstance(payload, dict):
+                raise TokenMalformed("header or payload is not a JSON object")
+            iss = payload.get("iss")
+            if not isinstance(iss, str):
+                if iss is None:
+                    raise ClaimMissing("no iss claim")
+                raise TokenMalformed("iss not a string")
+        except InvalidToken:
+            if opaque is not None:  # not a JWT of ours: an opaque token to introspect
+                raise _NeedsIntrospection(opaque) from None
+            raise
         issuer = self._issuers.get(iss)
         if issuer is None:
             raise IssuerUnknown(f"issuer {iss[:128]!r} is not configured")
+        _accept(issuer, accepted)
+        if not issuer.verifies_signatures:
+            raise _NeedsIntrospection(issuer)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in issuer.algorithms:
             raise AlgorithmNotAllowed(f"alg {str(alg)[:32]!r} not allowed for {issuer.issuer}")
-        for name in _TIME_CLAIMS:
-            _number(payload, name)
-        entry = issuer.select_key(header.get("kid"), alg)
+        issuer.check_typ(header)
+        for name in TIME_CLAIMS:
+            number_claim(payload, name)
+        return _Jws(issuer, header, payload, alg)
+
+    def _verify_jws(self, jws: _Jws, token: str, now: float) -> tuple[Principal, int]:
+        issuer = jws.issuer
+        try:
+            keys = issuer.key_set(now)
+            entry = keys.select(jws.header.get("kid"), jws.alg, issuer.issuer)
+        except KeysUnavailable as exc:
+            if issuer.remote is None:
+                raise
+            raise _NeedsKeys(issuer.remote, exc, "no usable keys") from None
+        except KeyNotFound as exc:
+            if issuer.remote is None or exc.kid is None:
+                raise
+            raise _NeedsKeys(issuer.remote, exc, f"unknown kid {exc.kid[:64]!r}") from None
         try:
             claims = jwt.decode(
                 token,
                 key=entry.key,
-                algorithms=[alg],
+                algorithms=[jws.alg],
                 audience=list(issuer.audiences),
                 issuer=issuer.issuer,
                 options={
-                    "require": list(_REQUIRED_CLAIMS),
+                    "require": list(REQUIRED_CLAIMS),
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -241,33 +244,34 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise translate_jwt_error(exc) from None
-        principal = principal_from_claims(claims)
+        issuer.check_required(claims)
+        principal = principal_from_claims(claims, issuer.scopes(claims))
         check_times(principal, issuer.leeway, now)
-        return principal, issuer.leeway
+        return principal, keys.generation
+
+    # -- introspection ---------------------------------------------------------------------
+
+    async def _introspect(self, token: str, issuer: Issuer) -> Principal:
+        assert issuer.introspector is not None
+        claims = await issuer.introspector.introspect(token)
+        if claims is None:
+            raise TokenInactive(f"introspection at {issuer.issuer}: token not active")
+        iss = claims.get("iss")
+        if iss is not None and iss != issuer.issuer:
+            raise IssuerUnknown(f"introspection answered for issuer {str(iss)[:128]!r}")
+        if "aud" in claims and not issuer.accepts_audience(claims["aud"]):
+            raise AudienceMismatch("introspection: aud has none of the issuer's audiences")
+        for name in TIME_CLAIMS:
+            number_claim(claims, name)
+        issuer.check_required(claims)
+        principal = principal_from_claims(
+            {**claims, "iss": issuer.issuer}, issuer.scopes(claims), require_exp=False
+        )
+        check_times(principal, issuer.leeway, self._clock())
+        return principal
 
 
-def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ClaimInvalid(f"{name} is not a string")
-    return value
+def _accept(issuer: Issuer, accepted: frozenset[str] | None) -> None:
+    if accepted is not None and issuer.issuer not in accepted:
+        raise IssuerUnknown(f"issuer {issuer.issuer!r} is not accepted on this route")
 
-
-def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    exp = _number(claims, "exp")
-    if exp is None:
-        raise ClaimMissing("no exp claim")
-    client_id = _optional_str(claims, "client_id") or _optional_str(claims, "azp")
-    return Principal(
-        issuer=str(claims["iss"]),
-        subject=_optional_str(claims, "sub"),
-        client_id=client_id,
-        scopes=scopes_from_claims(claims),
-        token_id=_optional_str(claims, "jti"),
-        issued_at=_number(claims, "iat"),
-        expires_at=exp,
-        not_before=_number(claims, "nbf"),
-        claims=MappingProxyType(dict(claims)),
-    )

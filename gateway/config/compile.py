@@ -14,9 +14,7 @@ from pathlib import Path
 from yarl import URL
 
 from ..access import AccessLog
-from ..auth.devkey import dev_public_entry
-from ..auth.keys import HMAC_ALGORITHMS_SET, KeyEntry, KeyFileError, parse_key_file
-from ..auth.policy import RoutePolicy
+from ..auth.providers import IdentityProviders
 from ..auth.verify import Issuer, TokenVerifier
 from ..errors import ConfigError, ConfigProblem
 from ..metrics import GatewayMetrics
@@ -25,8 +23,11 @@ from ..revocation.check import RevocationChecker
 from ..revocation.store import RevocationStore
 from ..routing import MatchRule, RouteConflict, RouteTable
 from ..runtime import IdentityHeaders, Route, Runtime, Upstream
+from .issuers import IssuerCompiler, read_secret
+from .issuers import resolve as resolve  # re-exported: cli.py uses it
 from .load import LoadedConfig, Loc
-from .model import IssuerSpec, RouteSpec
+from .model import RouteSpec
+from .requirements import compile_policy, route_methods
 
 ReadFile = Callable[[Path], bytes]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -39,78 +40,6 @@ class _Problems:
 
     def add(self, loc: Loc, message: str) -> None:
         self.items.append(self.loaded.problem(loc, message))
-
-
-def resolve(base_dir: Path, name: str) -> Path:
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
-def read_secret(
-    file: str | None, env: str | None, base_dir: Path, read_file: ReadFile,
-    environ: Mapping[str, str],
-) -> bytes:
-    """A secret from a file (trailing newline dropped) or an environment variable."""
-    if file is not None:
-        try:
-            data = read_file(resolve(base_dir, file)).rstrip(b"\r\n")
-        except OSError as exc:
-            raise ValueError(f"cannot read {file}: {exc.strerror or exc}") from None
-        if not data:
-            raise ValueError(f"{file} is empty")
-        return data
-    if env is not None:
-        value = environ.get(env)
-        if not value:
-            raise ValueError(f"environment variable {env} is not set or empty")
-        return value.encode()
-    raise ValueError("no secret source given")
-
-
-def _issuer(
-    spec: IssuerSpec, loc: Loc, problems: _Problems, read_file: ReadFile,
-    environ: Mapping[str, str], missing_dev_key_ok: bool,
-) -> Issuer:
-    base = problems.loaded.base_dir
-    keys: list[KeyEntry] = []
-    for j, name in enumerate(spec.keys):
-        try:
-            keys.extend(parse_key_file(read_file(resolve(base, name)), name))
-        except OSError as exc:
-            problems.add((*loc, "keys", j), f"cannot read {name}: {exc.strerror or exc}")
-        except KeyFileError as exc:
-            problems.add((*loc, "keys", j), f"{name}: {exc}")
-    if spec.dev_signing_key is not None:
-        path = resolve(base, spec.dev_signing_key)
-        try:
-            keys.append(dev_public_entry(read_file(path), spec.dev_signing_key))
-        except FileNotFoundError:
-            if not missing_dev_key_ok:
-                problems.add((*loc, "dev_signing_key"), f"{spec.dev_signing_key} does not exist")
-        except (OSError, ValueError) as exc:
-            problems.add((*loc, "dev_signing_key"), f"{spec.dev_signing_key}: {exc}")
-    if spec.secret_file is not None or spec.secret_env is not None:
-        try:
-            secret = read_secret(spec.secret_file, spec.secret_env, base, read_file, environ)
-            keys.append(KeyEntry(None, secret, HMAC_ALGORITHMS_SET, "secret"))
-        except ValueError as exc:
-            field = "secret_file" if spec.secret_file is not None else "secret_env"
-            problems.add((*loc, field), str(exc))
-    algorithms = frozenset(spec.algorithms)
-    for key in keys:
-        if key.algorithms.isdisjoint(algorithms):
-            problems.add(
-                (*loc, "algorithms"),
-                f"key {key.kid or key.source} ({', '.join(sorted(key.algorithms))}) "
-                "fits none of the allowed algorithms",
-            )
-    kids = [k.kid for k in keys if k.kid is not None]
-    duplicates = sorted({k for k in kids if kids.count(k) > 1})
-    if duplicates:
-        problems.add((*loc, "keys"), f"duplicate kid {duplicates}")
-    return Issuer.build(
-        spec.issuer, tuple(spec.audiences), algorithms, spec.leeway, tuple(keys)
-    )
 
 
 def _upstream(url_text: str) -> Upstream:
@@ -126,14 +55,16 @@ def _upstream(url_text: str) -> Upstream:
     )
 
 
-def _route(spec: RouteSpec, identity: IdentityHeaders) -> Route:
+def _route(
+    spec: RouteSpec, identity: IdentityHeaders, methods: frozenset[str] | None = None
+) -> Route:
     m = spec.match
     rule = MatchRule(
         name=spec.name,
         path=m.path if m.path is not None else (m.path_prefix or "/"),
         prefix=m.path is None,
         host=m.host,
-        methods=frozenset(m.methods) if m.methods else None,
+        methods=methods,
         allow_encoded_slash=spec.allow_encoded_slash,
     )
     return Route(
@@ -141,12 +72,13 @@ def _route(spec: RouteSpec, identity: IdentityHeaders) -> Route:
         rule=rule,
         upstream=_upstream(spec.upstream),
         requires_auth=spec.auth == "required",
-        policy=RoutePolicy(frozenset(spec.require.scopes), frozenset(spec.require.any_of)),
+        policy=compile_policy(spec.require),
         timeout=spec.timeout,
         identity=identity,
         stripped_headers=stripped_names(identity.names()),
         enforce=spec.enforce,
         log_query=spec.log_query,
+        issuers=frozenset(spec.issuers) if spec.issuers else None,
     )
 
 
@@ -154,6 +86,26 @@ def _first_at(loaded: LoadedConfig, index: int) -> str:
     """``routes[3]``, or ``routes[0] in FILE:LINE`` when the other route is in another file."""
     file, line, path = loaded.locate(("routes", index))
     return path if file == str(loaded.path) and not loaded.includes else f"{path} in {file}:{line}"
+
+
+def _check_route_issuers(
+    spec: RouteSpec, i: int, issuers: Mapping[str, Issuer], problems: _Problems
+) -> None:
+    for j, name in enumerate(spec.issuers or ()):
+        if name not in issuers:
+            known = ", ".join(sorted(issuers)) or "none"
+            problems.add(("routes", i, "issuers", j),
+                         f"unknown issuer {name!r}; should be one of [{known}]")
+    if spec.auth != "required":
+        return
+    accepted = [i for n, i in issuers.items() if spec.issuers is None or n in spec.issuers]
+    introspecting = sorted(i.issuer for i in accepted if i.introspector is not None)
+    if len(introspecting) > 1:
+        problems.add(
+            ("routes", i, "issuers") if spec.issuers else ("routes", i),
+            f"accepts several issuers with introspection ({', '.join(introspecting)}): an "
+            "opaque token would be sent to each; restrict the route with issuers: [...]",
+        )
 
 
 def compile_runtime(
@@ -165,11 +117,22 @@ def compile_runtime(
     environ: Mapping[str, str] | None = None,
     missing_dev_key_ok: bool = False,
     token_cache_size: int = 10_000,
+    providers: IdentityProviders | None = None,
 ) -> Runtime:
-    """Compile a validated document; raises ConfigError listing every problem."""
+    """Compile a validated document; raises ConfigError listing every problem.
+
+    ``providers`` makes the remote key caches and introspectors (the app passes its own, so
+    they survive reloads); without it they are created unstarted, which is what ``check``
+    wants.
+    """
     env = os.environ if environ is None else environ
     spec = loaded.spec
     problems = _Problems(loaded)
+    issuer_compiler = IssuerCompiler(
+        problems.add, loaded.base_dir, read_file, env, missing_dev_key_ok,
+        providers if providers is not None else IdentityProviders(metrics),
+        token_cache_size,
+    )
 
     issuers: dict[str, Issuer] = {}
     for i, issuer_spec in enumerate(spec.issuers):
@@ -177,9 +140,7 @@ def compile_runtime(
         if issuer_spec.issuer in issuers:
             problems.add((*loc, "issuer"), f"issuer {issuer_spec.issuer!r} is configured twice")
             continue
-        issuers[issuer_spec.issuer] = _issuer(
-            issuer_spec, loc, problems, read_file, env, missing_dev_key_ok
-        )
+        issuers[issuer_spec.issuer] = issuer_compiler.compile(issuer_spec, loc)
 
     ids = spec.identity_headers
     identity = IdentityHeaders(ids.subject, ids.client_id, ids.scopes, ids.issuer)
@@ -201,7 +162,11 @@ def compile_runtime(
         seen[route_spec.name] = i
         if route_spec.auth == "required" and not issuers:
             problems.add(("routes", i, "auth"), "route needs a token but no issuers are configured")
-        route = _route(route_spec, identity)
+        methods, method_problem = route_methods(route_spec)
+        if method_problem is not None:
+            problems.add(("routes", i, "require", "methods"), method_problem)
+        _check_route_issuers(route_spec, i, issuers, problems)
+        route = _route(route_spec, identity, methods)
         try:
             RouteTable([(route.rule, route)])  # the rule on its own: canonical path …
         except RouteConflict as exc:

@@ -20,6 +20,17 @@ from pydantic import (
     model_validator,
 )
 
+from .auth_model import (
+    ClaimConditionSpec,
+    ClaimName,
+    ClaimPath,
+    IdpUrl,
+    IntrospectionSpec,
+    JwksSpec,
+    MethodRequirements,
+    TokenType,
+    check_scope_token,
+)
 from .durations import parse_duration
 
 Duration = Annotated[
@@ -101,13 +112,6 @@ def _check_host(value: str) -> str:
     return lowered
 
 
-def _check_scope_token(value: str) -> str:
-    # RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
-    if not value or any(c == '"' or c == "\\" or not 0x21 <= ord(c) <= 0x7E for c in value):
-        raise ValueError("not a valid scope token (RFC 6749 §3.3)")
-    return value
-
-
 def _check_realm(value: str) -> str:
     if not 0 < len(value) <= 128 or any(not 0x20 <= ord(c) <= 0x7E for c in value):
         raise ValueError("must be 1 to 128 printable ASCII characters")
@@ -119,7 +123,7 @@ ListenAddress = Annotated[str, AfterValidator(_check_listen)]
 HeaderName = Annotated[str, AfterValidator(_check_header_name)]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 HostName = Annotated[str, AfterValidator(_check_host)]
-Scope = Annotated[str, AfterValidator(_check_scope_token)]
+Scope = Annotated[str, AfterValidator(check_scope_token)]
 
 
 class Spec(BaseModel):
@@ -173,6 +177,31 @@ class IssuerSpec(Spec):
         description="development only: private key file created on first run if missing; "
         "its public half verifies tokens and `oauth2-gateway token` signs with it",
     )
+    jwks_uri: IdpUrl | None = Field(None, description="fetch the keys from this JWKS URL")
+    discovery: bool = Field(
+        False, description="find jwks_uri in the issuer's OpenID Connect / RFC 8414 metadata"
+    )
+    allow_insecure_http: bool = Field(
+        False, description="development only: allow http:// for JWKS, discovery, introspection"
+    )
+    jwks: JwksSpec = Field(
+        default_factory=lambda: JwksSpec.model_validate({}),
+        description="refresh, cooldown, staleness and fetch limits of jwks_uri / discovery",
+    )
+    require_typ: TokenType | None = Field(
+        None, description="required JWT typ header, e.g. at+jwt (RFC 9068; application/ "
+        "prefix and case ignored)",
+    )
+    required_claims: list[ClaimPath] = Field(
+        default_factory=list, description="claims every token must carry (paths allowed)"
+    )
+    scope_claim: ClaimName | None = Field(
+        None, description="claim holding the scopes (string or list): scope, scp, scopes …; "
+        "default: scope, else scp",
+    )
+    introspection: IntrospectionSpec | None = Field(
+        None, description="RFC 7662 introspection for opaque tokens"
+    )
 
     @field_validator("algorithms")
     @classmethod
@@ -197,8 +226,18 @@ class IssuerSpec(Spec):
             raise ValueError("HS* algorithms need secret_file or secret_env")
         if has_secret and not hmac:
             raise ValueError("secret_file/secret_env are only for HS* algorithms")
-        if asym and not self.keys and not self.dev_signing_key:
-            raise ValueError("at least one key file is required under 'keys'")
+        remote = self.jwks_uri is not None or self.discovery
+        sources = [n for n, v in (("keys", self.keys), ("jwks_uri", self.jwks_uri),
+                                  ("discovery", self.discovery)) if v]
+        if len(sources) > 1:
+            raise ValueError(f"give one key source, not {' and '.join(sources)}")
+        if remote and (hmac or self.dev_signing_key):
+            raise ValueError("jwks_uri/discovery serve asymmetric public keys only")
+        if asym and not sources and not self.dev_signing_key and not self.introspection:
+            raise ValueError(
+                "at least one key file is required under 'keys' (or jwks_uri, discovery, "
+                "introspection)"
+            )
         if self.dev_signing_key and "ES256" not in self.algorithms:
             raise ValueError("dev_signing_key signs with ES256: add ES256 to algorithms")
         if hmac and self.keys:
@@ -275,6 +314,16 @@ class MatchSpec(Spec):
 class RequireSpec(Spec):
     scopes: list[Scope] = Field(default_factory=list, description="all of these scopes")
     any_of: list[Scope] = Field(default_factory=list, description="at least one of these scopes")
+    claims: list[ClaimConditionSpec] = Field(
+        default_factory=list, description="claim conditions; every one must hold"
+    )
+    methods: MethodRequirements | None = Field(
+        None, description="extra requirements per method ('GET' or 'GET, HEAD' as keys); the "
+        "route then accepts only methods listed here",
+    )
+
+    def is_empty(self) -> bool:
+        return not (self.scopes or self.any_of or self.claims or self.methods)
 
 
 class RouteSpec(Spec):
@@ -284,7 +333,12 @@ class RouteSpec(Spec):
     auth: Literal["required", "none"] = Field(
         "required", description="none: no token, revocation or scope check"
     )
-    require: RequireSpec = Field(default_factory=RequireSpec, description="scope requirements")
+    require: RequireSpec = Field(
+        default_factory=lambda: RequireSpec.model_validate({}), description="scope requirements"
+    )
+    issuers: list[str] | None = Field(
+        None, min_length=1, description="accept tokens of these issuers only (default: all)"
+    )
     timeout: Duration = Field(30.0, gt=0, description="upstream connect + response headers")
     allow_encoded_slash: bool = Field(False, description="pass %2F in paths through unchanged")
     enforce: bool = Field(
@@ -299,8 +353,10 @@ class RouteSpec(Spec):
 
     @model_validator(mode="after")
     def _require_needs_auth(self) -> RouteSpec:
-        if self.auth == "none" and (self.require.scopes or self.require.any_of):
+        if self.auth == "none" and not self.require.is_empty():
             raise ValueError("a route with auth: none cannot require scopes")
+        if self.auth == "none" and self.issuers:
+            raise ValueError("a route with auth: none cannot restrict issuers")
         return self
 
 

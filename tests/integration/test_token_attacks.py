@@ -39,7 +39,15 @@ from gateway.errors import (
 )
 from tests.fixtures.gateway import RunningGateway
 from tests.fixtures.keys import KeyPair, make_rsa
-from tests.fixtures.tokens import AUDIENCE, ISSUER, b64, claims, sign, unsigned
+from tests.fixtures.tokens import (
+    AUDIENCE,
+    ISSUER,
+    b64,
+    claims,
+    self_signed_der,
+    sign,
+    unsigned,
+)
 from tests.fixtures.upstream import Upstream
 
 pytestmark = pytest.mark.integration
@@ -78,6 +86,26 @@ EXPECTED: dict[str, tuple[int, str, type[GatewayError]]] = {
     "payload_not_json": (401, "malformed", TokenMalformed),
     "tampered_payload": (401, "bad_signature", SignatureInvalid),
     "oversized": (401, "oversized", TokenTooLarge),
+    # additions of the key-management work
+    "alg_nOnE": (401, "algorithm", AlgorithmNotAllowed),
+    "alg_none_signed_tail": (401, "algorithm", AlgorithmNotAllowed),
+    "x5u_attacker": (401, "unknown_key", KeyNotFound),
+    "x5c_attacker_same_kid": (401, "bad_signature", SignatureInvalid),
+    "x5c_attacker_own_kid": (401, "unknown_key", KeyNotFound),
+    "embedded_jwk_attacker_kid": (401, "unknown_key", KeyNotFound),
+    "kid_empty": (401, "unknown_key", KeyNotFound),
+    "kid_null_byte": (401, "unknown_key", KeyNotFound),
+    "kid_url": (401, "unknown_key", KeyNotFound),
+    "kid_huge": (401, "unknown_key", KeyNotFound),
+    "kid_object": (401, "malformed", TokenMalformed),
+    # raw JSON in the payload segment is not a b64token: the header itself is malformed
+    "unencoded_payload_b64_false": (400, "invalid_request", InvalidRequest),
+    "payload_is_a_jwt": (401, "malformed", TokenMalformed),
+    "iat_string": (401, "invalid_claim", ClaimInvalid),
+    "nbf_string": (401, "invalid_claim", ClaimInvalid),
+    "aud_list_of_others": (401, "audience", AudienceMismatch),
+    "iss_list": (401, "malformed", TokenMalformed),
+    "expired_beyond_leeway_by_one_second": (401, "expired", TokenExpired),
 }
 
 
@@ -165,9 +193,10 @@ async def test_hostile_token_is_refused_and_never_forwarded(
 ) -> None:
     status, reason, cls = EXPECTED[name]
     token = token_catalogue[name]
-    if name == "jku_attacker":
-        # the catalogue's jku points at 127.0.0.1:1; point it at a live trap instead
-        token = sign(other_rsa_key, claims(), headers=trap_headers(trap))
+    if name in ("jku_attacker", "x5u_attacker"):
+        # the catalogue's URLs point at 127.0.0.1:1; point them at a live trap instead
+        kid = {"x5u_attacker": "x5u-key"}.get(name, other_rsa_key.kid)
+        token = sign(other_rsa_key, claims(), headers={**trap_headers(trap), "kid": kid})
     reply_status, headers, body = await get(gateway, "/api/orders/7", token)
     assert reply_status == status
     assert headers["WWW-Authenticate"] == (
@@ -388,3 +417,78 @@ def test_non_canonical_signature_spellings_are_refused(
     with pytest.raises(SignatureInvalid):
         verifier.verify(changed)
     assert verifier.verify(token).token_id == "original"
+
+
+# -- against remote keys: nothing followed, forged kids cost at most one fetch --------------
+
+
+async def test_attacker_headers_never_reach_the_network_with_remote_keys(
+    start_gateway: Any, upstream: Upstream, idp: Any, trap: Trap, attacker_key: KeyPair,
+) -> None:
+    from tests.fixtures.idp import call, jwks_config, ready
+
+    gw = await ready(await start_gateway(jwks_config(upstream, idp, jwks={"cooldown": "1h"})))
+    headers = {**trap_headers(trap, attacker_key),
+               "x5c": [base64.b64encode(self_signed_der(attacker_key)).decode()]}
+    forged = [jwt_with_headers(attacker_key, idp.issuer, headers, kid)
+               for kid in (attacker_key.kid, "idp-1", "../../etc/passwd", "' OR 1=1 --",
+                           trap.url + "/jwks.json", "")]
+    for token in forged:
+        assert (await call(gw, token))[0] == 401
+    assert trap.hits == []
+    assert upstream.hits == []
+    assert idp.jwks_hits() <= 2  # start-up and at most one refetch in the cooldown
+    # the provider's own key is still fine
+    assert await call(gw, idp.token()) == (200, "ok")
+
+
+def jwt_with_headers(key: KeyPair, iss: str, headers: dict[str, Any], kid: str) -> str:
+    return sign(key, claims(iss=iss), headers={**headers, "kid": kid})
+
+
+@pytest.fixture(scope="module")
+def remote_property(rsa_key: KeyPair) -> Any:
+    """A verifier whose keys come from a counting fake JWKS source (no sockets)."""
+    import asyncio
+
+    from gateway.auth.fetch import Fetched, FetchLimits
+    from gateway.auth.jwks import JwksCache, JwksSettings
+    from gateway.metrics import GatewayMetrics
+
+    calls: list[int] = []
+
+    async def source() -> Fetched:
+        calls.append(1)
+        return Fetched({"keys": [rsa_key.jwk()]}, None, "https://idp.test/jwks")
+
+    loop = asyncio.new_event_loop()
+    settings = JwksSettings(ISSUER, "https://idp.test/jwks", frozenset({"RS256"}),
+                            FetchLimits(), cooldown=3600.0)
+    cache = JwksCache(settings, source, GatewayMetrics(), clock=lambda: FIXED_NOW)
+    loop.run_until_complete(cache.refresh())
+    issuer = Issuer.build(ISSUER, (AUDIENCE,), frozenset({"RS256"}), 30.0, (), remote=cache)
+    verifier = TokenVerifier({ISSUER: issuer}, cache_size=0, clock=lambda: FIXED_NOW)
+    base = {"iat": FIXED_NOW, "nbf": FIXED_NOW, "exp": FIXED_NOW + 300}
+    token = sign(rsa_key, claims(**base, jti="original"))
+    other = sign(rsa_key, claims(**base, jti="other-token"))
+    yield loop, verifier, token, other, calls
+    loop.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(mutation, min_size=1, max_size=3))
+def test_mutated_tokens_never_validate_against_remote_keys_nor_hammer_the_provider(
+    ops: list[tuple[str, Any, str]], remote_property: Any,
+) -> None:
+    loop, verifier, token, other, calls = remote_property
+    mutated = token
+    for op in ops:
+        mutated = _mutate(mutated, other, op) if mutated else mutated
+    try:
+        principal = loop.run_until_complete(verifier.authenticate(mutated))
+    except GatewayError as exc:
+        assert isinstance(exc, InvalidToken | InvalidRequest), exc
+    else:
+        assert _same_signed_content(mutated, token) or _same_signed_content(mutated, other)
+        assert principal.token_id in ("original", "other-token")
+    assert len(calls) <= 2  # the first fetch, and at most one kid-miss refetch per cooldown

@@ -384,3 +384,38 @@ async def test_restart_only_settings_are_reported_and_the_rest_applied(
     write(gw.config_path, config)
     assert (await gw.server.reload()).restart_required == ()
     assert gw.sample("gateway_config_restart_required") == 0
+
+
+async def test_jwks_caches_survive_a_reload_and_unused_ones_are_closed(
+    start_gateway: GatewayFactory, upstream: Upstream, http: aiohttp.ClientSession,
+) -> None:
+    from tests.fixtures.idp import cache_of, jwks_config, ready, start_idp
+
+    idp, runner = await start_idp()
+    try:
+        config = jwks_config(upstream, idp)
+        gw = await ready(await start_gateway(config))
+        cache = cache_of(gw)
+        fetches = idp.jwks_hits
+        token = idp.token(scope="orders:read")
+        assert await status_of(http, gw, "/api/orders/1", token) == 200
+
+        # Same issuer settings, another route change: the warm cache is kept, no new fetch.
+        config["routes"][0]["timeout"] = "5s"
+        write(gw.config_path, config)
+        assert (await gw.server.reload()).result == "success"
+        assert cache_of(gw) is cache
+        assert idp.jwks_hits == fetches
+        assert await status_of(http, gw, "/api/orders/1", token) == 200
+
+        # The issuer's key settings change: a fresh cache replaces the old one, which closes.
+        config["issuers"][0]["jwks"]["cooldown"] = "20s"
+        write(gw.config_path, config)
+        assert (await gw.server.reload()).result == "success"
+        fresh = cache_of(gw)  # exactly one cache left in the registry
+        assert fresh is not cache
+        assert await fresh.wait_ready(5.0)
+        assert await status_of(http, gw, "/api/orders/1", token) == 200
+    finally:
+        idp.release.set()
+        await runner.cleanup()

@@ -166,8 +166,9 @@ async def _run(loaded: LoadedConfig) -> int:
         if demo is not None:
             await demo.cleanup()
         return _fail(f"cannot listen: {exc}")
+    scheme = "https" if server.settings.tls is not None else "http"
     print(
-        f"oauth2-gateway {__version__}: public http://{server.public_address} "
+        f"oauth2-gateway {__version__}: public {scheme}://{server.public_address} "
         f"admin http://{server.admin_address} (Ctrl-C stops)",
         file=sys.stderr, flush=True,
     )

@@ -9,6 +9,7 @@ from aiohttp import web
 from .auth.principal import Principal
 from .metrics import UNMATCHED
 from .proxy.forward import Forwarder
+from .proxy.options import Cors
 from .runtime import Runtime
 
 
@@ -22,6 +23,7 @@ class RequestState:
     auth_reason: str | None = None       # "ok", "none" or the refusal reason
     error_detail: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    cors: Cors | None = None             # the matched route's CORS settings (actual requests)
 
 
 REQUEST_STATE = web.RequestKey("request_state", RequestState)

@@ -13,6 +13,7 @@ from .errors import (
     MethodNotAllowed,
     MissingToken,
     RevocationUnavailable,
+    RouteOverloaded,
 )
 
 JSON_TYPE = "application/json"
@@ -52,7 +53,7 @@ def error_response(
         headers[hdrs.WWW_AUTHENTICATE] = challenge(err, realm)
     if isinstance(err, MethodNotAllowed):
         headers[hdrs.ALLOW] = ", ".join(err.allowed)
-    if isinstance(err, RevocationUnavailable):
+    if isinstance(err, RevocationUnavailable | RouteOverloaded):
         headers[hdrs.RETRY_AFTER] = "1"
     return web.Response(
         status=err.status,

@@ -7,10 +7,11 @@ they read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .auth.policy import RoutePolicy
 from .auth.verify import TokenVerifier
+from .proxy.options import ProxyOptions, ServerProxy
 from .revocation.check import RevocationChecker
 from .routing import MatchRule, RouteTable
 
@@ -50,6 +51,12 @@ class Route:
     timeout: float
     identity: IdentityHeaders
     stripped_headers: frozenset[str]  # normalised names removed from client requests
+    # pool, timeouts, limits, rewrites, CORS, WebSocket (proxy/options.py)
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)
+
+    @property
+    def targets(self) -> tuple[Upstream, ...]:
+        return self.proxy.pool.targets or (self.upstream,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ class Runtime:
     admin_token: str | None      # None: the admin API is disabled
     sha256: str
     source: str
+    proxy: ServerProxy = field(default_factory=ServerProxy)  # trusted proxies, HSTS
 
 
 class RuntimeHolder:

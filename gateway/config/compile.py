@@ -20,10 +20,12 @@ from ..auth.verify import Issuer, TokenVerifier
 from ..errors import ConfigError, ConfigProblem
 from ..metrics import GatewayMetrics
 from ..proxy.headers import stripped_names
+from ..proxy.options import ProxyOptions
 from ..revocation.check import RevocationChecker
 from ..revocation.store import RevocationStore
 from ..routing import MatchRule, RouteConflict, RouteTable
 from ..runtime import IdentityHeaders, Route, Runtime, Upstream
+from .compile_proxy import compile_route_proxy, compile_server_proxy, target_urls
 from .load import LoadedConfig, Loc
 from .model import IssuerSpec, RouteSpec
 
@@ -125,7 +127,11 @@ def _upstream(url_text: str) -> Upstream:
     )
 
 
-def _route(spec: RouteSpec, identity: IdentityHeaders) -> Route:
+def _route(
+    spec: RouteSpec,
+    identity: IdentityHeaders,
+    proxy: Callable[[str, tuple[Upstream, ...]], ProxyOptions] | None = None,
+) -> Route:
     m = spec.match
     rule = MatchRule(
         name=spec.name,
@@ -135,15 +141,17 @@ def _route(spec: RouteSpec, identity: IdentityHeaders) -> Route:
         methods=frozenset(m.methods) if m.methods else None,
         allow_encoded_slash=spec.allow_encoded_slash,
     )
+    targets = tuple(_upstream(url) for url in target_urls(spec))
     return Route(
         name=spec.name,
         rule=rule,
-        upstream=_upstream(spec.upstream),
+        upstream=targets[0],
         requires_auth=spec.auth == "required",
         policy=RoutePolicy(frozenset(spec.require.scopes), frozenset(spec.require.any_of)),
         timeout=spec.timeout,
         identity=identity,
         stripped_headers=stripped_names(identity.names()),
+        proxy=proxy(rule.path, targets) if proxy is not None else ProxyOptions(),
     )
 
 
@@ -192,7 +200,18 @@ def compile_runtime(
         seen[route_spec.name] = i
         if route_spec.auth == "required" and not issuers:
             problems.add(("routes", i, "auth"), "route needs a token but no issuers are configured")
-        route = _route(route_spec, identity)
+
+        def proxy(
+            rule_path: str, targets: tuple[Upstream, ...], rs: RouteSpec = route_spec,
+            loc: Loc = ("routes", i),
+        ) -> ProxyOptions:
+            return compile_route_proxy(
+                rs, rule_path=rule_path, targets=targets, loc=loc, report=problems.add,
+                server=spec.server, identity_names=frozenset(n.lower() for n in identity.names()),
+                base_dir=loaded.base_dir, read_file=read_file,
+            )
+
+        route = _route(route_spec, identity, proxy)
         try:
             RouteTable([(route.rule, route)])  # the rule on its own: canonical path …
         except RouteConflict as exc:
@@ -257,4 +276,5 @@ def compile_runtime(
         admin_token=admin_token,
         sha256=loaded.sha256,
         source=str(loaded.path),
+        proxy=compile_server_proxy(spec.server),
     )

@@ -224,7 +224,8 @@ def parse_config(text: str, file: str, environ: Mapping[str, str] | None = None)
         spec = GatewaySpec.model_validate(document)
     except ValidationError as exc:
         for error in exc.errors(include_input=False, include_url=False):
-            loc: Loc = tuple(error["loc"])
+            # "<tag>" segments name the branch of a tagged union (model.py): not a YAML key.
+            loc: Loc = tuple(p for p in error["loc"] if not str(p).startswith("<"))
             if format_loc(loc) in already:
                 continue
             line = None

@@ -16,8 +16,9 @@ close idle connections, let busy ones finish (their responses carry ``Connection
 up to a timeout. WebSocket sessions count as busy until they end.
 
 This relies on aiohttp internals (``RequestHandler._request_count``, ``_messages``,
-``_upgraded``, ``_current_request``, ``Server._kwargs``), pinned by aiohttp < 4 in
-pyproject.toml and covered by tests/integration/test_hostile_clients.py.
+``_upgraded``, ``_current_request``, ``_task_handler``, ``Server._kwargs``), pinned by
+aiohttp < 4 in pyproject.toml and covered by tests/integration/test_hostile_clients.py,
+test_shutdown.py and test_websocket.py.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _REQUEST_TIMEOUT = (
 
 class GatewayProtocol(RequestHandler):
     __slots__ = ("_awaiting_head", "_head_bytes", "_head_handle", "_head_started",
-                 "_head_timeout", "_on_head_timeout")
+                 "_head_timeout", "_keep_handler", "_on_head_timeout")
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class GatewayProtocol(RequestHandler):
         self._head_started: float | None = None  # first byte of the awaited head
         self._head_bytes = 0
         self._head_handle: asyncio.TimerHandle | None = None
+        self._keep_handler = False
 
     # -- state for draining -----------------------------------------------------------------
 
@@ -73,8 +75,15 @@ class GatewayProtocol(RequestHandler):
         self._head_started = self._loop.time()  # the first head: counted from the accept
         self._schedule()
 
+    def keep_handler_on_disconnect(self) -> None:
+        """The handler ends by itself when the client goes (a WebSocket relay notices and
+        closes the upstream side): do not cancel it mid-way."""
+        self._keep_handler = True
+
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel()
+        if self._keep_handler:
+            self._task_handler = None  # aiohttp cancels the handler task through this
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

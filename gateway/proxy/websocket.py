@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from multidict import CIMultiDict
 
+from ..connection import GatewayProtocol
 from ..metrics import GatewayMetrics
 from ..runtime import Route, Upstream
 from .pool import PoolState
@@ -101,11 +102,15 @@ class WebSocketRelay:
         self._to_upstream = metrics.websocket_messages.labels(route, "to_upstream")
         self._to_client = metrics.websocket_messages.labels(route, "to_client")
         self._stopping = False
+        self._stopped = asyncio.Event()
 
     async def shutdown(self) -> None:
         """Close both sides with 1001 (the gateway is going away); ``run()`` then returns."""
         self._stopping = True
-        await self._close_both(WSCloseCode.GOING_AWAY, b"gateway shutting down")
+        try:
+            await self._close_both(WSCloseCode.GOING_AWAY, b"gateway shutting down")
+        finally:
+            self._stopped.set()
 
     async def _pump(self, source: Socket, sink: Socket, counter: object) -> _End:
         inc = counter.inc  # type: ignore[attr-defined]
@@ -152,7 +157,7 @@ class WebSocketRelay:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if self._stopping:
-                pass  # shutdown() closes both sides
+                await self._stopped.wait()  # shutdown() closes both sides
             elif from_client in done:
                 await self._client_ended(from_client.result())
             elif from_upstream in done:
@@ -167,10 +172,7 @@ class WebSocketRelay:
             raise
         finally:
             for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if not self.upstream.closed:
-                await self.upstream.close(code=WSCloseCode.GOING_AWAY)
+                task.cancel()  # not awaited: the client side may be closed already
 
     async def _client_ended(self, end: _End) -> None:
         if end.kind == "close":
@@ -179,31 +181,28 @@ class WebSocketRelay:
             await self.client.close(code=_sendable(self.upstream.close_code, end.code or 1000))
         elif end.kind == "sink_gone":
             await self._close_both(WSCloseCode.BAD_GATEWAY, b"upstream connection lost")
-        else:
-            await self.upstream.close(
-                code=_sendable(end.code, WSCloseCode.GOING_AWAY), message=b"client went away"
-            )
-            await self.client.close(code=_sendable(end.code, WSCloseCode.GOING_AWAY))
+        else:  # an error closed the client (its code, e.g. 1009), or it vanished (1001)
+            code = _sendable(end.code or self.client.close_code, WSCloseCode.GOING_AWAY)
+            await self.upstream.close(code=code, message=b"client closed")
+            await self.client.close(code=code)
 
     async def _upstream_ended(self, end: _End) -> None:
+        # The client side is closed last: its transport closing ends the request.
         if end.kind == "close":
-            await self.client.close(code=_sendable(end.code, 1000), message=end.reason)
-            await self.upstream.close(code=_sendable(self.client.close_code, end.code or 1000))
+            code = _sendable(end.code, 1000)
+            await self.upstream.close(code=code)  # acknowledge the upstream's close
+            await self.client.close(code=code, message=end.reason)
         elif end.kind == "sink_gone":
             await self._close_both(WSCloseCode.GOING_AWAY, b"client went away")
-        else:
-            await self.client.close(
-                code=_sendable(end.code, WSCloseCode.BAD_GATEWAY),
-                message=b"upstream connection lost",
-            )
+        else:  # an error closed the upstream (its code), or it vanished (1014)
+            code = _sendable(end.code or self.upstream.close_code, WSCloseCode.BAD_GATEWAY)
             await self.upstream.close(code=WSCloseCode.GOING_AWAY)
+            await self.client.close(code=code, message=b"upstream connection lost")
 
     async def _close_both(self, code: int, reason: bytes) -> None:
-        await asyncio.gather(
-            self.client.close(code=code, message=reason),
-            self.upstream.close(code=code, message=reason),
-            return_exceptions=True,
-        )
+        with contextlib.suppress(Exception):
+            await self.upstream.close(code=code, message=reason)
+        await self.client.close(code=code, message=reason)
 
 
 def client_socket(
@@ -275,6 +274,8 @@ async def relay_websocket(
         except Exception:
             await upstream.close(code=WSCloseCode.GOING_AWAY)
             raise
+        if isinstance(request.protocol, GatewayProtocol):
+            request.protocol.keep_handler_on_disconnect()
         relay = WebSocketRelay(client, upstream, idle_timeout=opts.idle_timeout,
                                metrics=metrics, route=route.name)
         forwarder.websockets.add(relay)

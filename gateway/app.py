@@ -138,6 +138,7 @@ class GatewayServer:
                 )]) from None
         self._session = create_session()
         self.forwarder = Forwarder(self._session, self.metrics)
+        self.forwarder.start(runtime)
         public = create_app(self.holder, self.metrics, self._session, self.forwarder,
                             self.listener)
         admin = create_admin_app(self.holder, self.metrics, self.store, self.is_ready)

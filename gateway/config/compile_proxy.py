@@ -105,6 +105,13 @@ def _pool(
             upstream.tls, (*loc, "upstream", "tls"), report, base_dir, read_file
         )
     check = upstream.health_check
+    check_path, check_query = "/", ""
+    if check is not None:
+        raw_path, _, check_query = check.path.partition("?")
+        try:
+            check_path = normalize_path(raw_path)
+        except BadPath as exc:
+            report((*loc, "upstream", "health_check", "path"), f"not a usable path: {exc.detail}")
     retries = upstream.retries
     return Pool(
         targets=targets,
@@ -113,8 +120,8 @@ def _pool(
             upstream.passive_health.max_failures, upstream.passive_health.ejection_time
         ),
         check=None if check is None else HealthCheck(
-            check.path, check.interval, check.timeout, check.healthy_threshold,
-            check.unhealthy_threshold,
+            check_path, check.interval, check.timeout, check.healthy_threshold,
+            check.unhealthy_threshold, check_query,
         ),
         retries=RetryPolicy(retries.attempts, retries.budget, retries.min_per_second),
         tls=tls,

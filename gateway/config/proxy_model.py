@@ -45,6 +45,13 @@ def _check_value(value: str) -> str:
     return value
 
 
+def _check_path_and_query(value: str) -> str:
+    path, question, query = value.partition("?")
+    if "#" in query or _CONTROL.search(query):
+        raise ValueError("the query cannot contain # or control characters")
+    return _check_abs_path(path) + question + query
+
+
 def _check_cidr(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -71,6 +78,7 @@ def _check_abs_path(value: str) -> str:
 HeaderValue = Annotated[str, AfterValidator(_check_value)]
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
 Origin = Annotated[str, AfterValidator(_check_origin)]
+CheckPath = Annotated[str, AfterValidator(_check_path_and_query)]
 AbsPath = Annotated[str, AfterValidator(_check_abs_path)]
 
 
@@ -105,7 +113,7 @@ class PassiveHealthSpec(Spec):
 
 
 class HealthCheckSpec(Spec):
-    path: AbsPath = Field("/", description="GET this path on every target")
+    path: CheckPath = Field("/", description="GET this path (and query) on every target")
     interval: Duration = Field(10.0, gt=0, description="time between checks")
     timeout: Duration = Field(2.0, gt=0, description="a check slower than this failed")
     healthy_threshold: int = Field(2, ge=1, le=100, description="successes to mark healthy")

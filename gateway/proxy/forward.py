@@ -41,6 +41,7 @@ from ..runtime import Route, Runtime, Upstream
 from .body import RequestBody, check_declared
 from .clients import UpstreamClients, create_session
 from .headers import add_identity, request_headers
+from .health import HealthChecks
 from .limits import ConcurrencyLimit, RetryBudget
 from .options import IDEMPOTENT_METHODS, Pool
 from .pool import PoolRegistry, PoolState
@@ -74,11 +75,21 @@ class Forwarder:
         self._limits: dict[tuple[str, int | None], ConcurrencyLimit] = {}
         self._budgets: dict[tuple[str, object], RetryBudget] = {}
         self.websockets: set[WebSocketRelay] = set()
+        self.health = HealthChecks(metrics)
 
     # -- per-route state ----------------------------------------------------------------
 
     def pool_of(self, route: Route) -> PoolState:
-        return self.pools.get(route.name, _pool_with_targets(route))
+        pool = _pool_with_targets(route)
+        state = self.pools.get(route.name, pool)
+        if pool.check is not None:
+            self.health.ensure(route.name, pool, state)
+        return state
+
+    def start(self, runtime: Runtime) -> None:
+        """Set up every route's pool now (active health checks start at once)."""
+        for _, route in runtime.routes.entries():
+            self.pool_of(route)
 
     def _limit(self, route: Route) -> ConcurrencyLimit:
         key = (route.name, route.proxy.max_concurrent)
@@ -98,10 +109,13 @@ class Forwarder:
         return budget
 
     def retain(self, runtime: Runtime) -> None:
-        """After a reload: drop the state of routes (or settings) that are gone."""
+        """After a reload (call it with the new Runtime): drop the state of routes or
+        settings that are gone, stop their health checks, close their idle connections."""
         routes = [route for _, route in runtime.routes.entries()]
         self.clients.retain((r.name, r.proxy.connection_key()) for r in routes)
-        self.pools.retain((r.name, _pool_with_targets(r).key()) for r in routes)
+        pool_keys = {(r.name, _pool_with_targets(r).key()) for r in routes}
+        self.pools.retain(pool_keys)
+        self.health.retain(pool_keys)
         limits = {(r.name, r.proxy.max_concurrent) for r in routes}
         self._limits = {k: v for k, v in self._limits.items() if k in limits}
         budgets = {(r.name, r.proxy.pool.retries) for r in routes}
@@ -116,6 +130,7 @@ class Forwarder:
                                          return_exceptions=True)
 
     async def close(self) -> None:
+        await self.health.close()
         await self.clients.close()
 
     # -- one request ----------------------------------------------------------------------
@@ -156,14 +171,12 @@ class Forwarder:
                 return upstream, upstream.status
 
             upstream, target = await self.attempts(request, route, pool, body, send)
-            state = pool.state(target)
-            state.active += 1
             try:
                 return await relay_response(
                     request, route, target, upstream, request_id, self._metrics
                 )
             finally:
-                state.active -= 1
+                pool.state(target).active -= 1
         finally:
             self.clients.release(lease)
             limit.release()
@@ -206,7 +219,10 @@ class Forwarder:
         body: RequestBody | None,
         send: Callable[[Upstream], Awaitable[tuple[T, int]]],
     ) -> tuple[T, Upstream]:
-        """``send`` to a target of the pool; on a connect failure, to another one if allowed."""
+        """``send`` to a target of the pool; on a connect failure, to another one if allowed.
+
+        The chosen target's ``active`` count is raised; the caller lowers it when done.
+        """
         policy = route.proxy.pool.retries
         budget = self._budget(route)
         budget.deposit()
@@ -214,8 +230,14 @@ class Forwarder:
         while True:
             target = pool.pick(tried)
             assert target is not None  # a retry is only made when a target is left
+            state = pool.state(target)
+            state.active += 1
             try:
-                result, status = await send(target)
+                try:
+                    result, status = await send(target)
+                except BaseException:
+                    state.active -= 1
+                    raise
             except ConnectFailed as exc:
                 self._failed(route, pool, target)
                 tried.append(target.url)

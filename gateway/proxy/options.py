@@ -40,6 +40,7 @@ class HealthCheck:
     timeout: float
     healthy_threshold: int
     unhealthy_threshold: int
+    query: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,9 @@ async def test_refused_upload_is_not_drained_but_closed(gateway, upstream):
         assert response.status == 401
         assert response.headers["Connection"] == "close"
         async with asyncio.timeout(2):
-            assert await reader.read() == b""
+            # closed (a reset when our unread upload is still in the gateway's socket)
+            with contextlib.suppress(ConnectionResetError):
+                assert await reader.read() == b""
     finally:
         writer.close()
     assert upstream.hits == []

@@ -36,6 +36,7 @@ async def decide(
     match = runtime.routes.match(method, headers.get(hdrs.HOST), target)
     route = match.route
     state.route = route.name
+    state.cors = route.proxy.cors  # refusals from here on carry the route's CORS headers
     if not route.requires_auth:
         state.auth_reason = "none"
         return Decision(match, None)
@@ -76,7 +77,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if preflight is not None:
             return preflight
         decision = await decide(state, request.method, request.raw_path, request.headers)
-        state.cors = decision.match.route.proxy.cors
         trusted = state.runtime.proxy.is_trusted(request.remote)
         return await state.forwarder.forward(
             request, decision.match, decision.principal, state.request_id,

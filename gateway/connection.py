@@ -7,7 +7,8 @@ holds a connection (and a file descriptor) forever. ``GatewayProtocol`` extends 
 - a new connection must deliver a complete request head within ``head_timeout`` of being
   accepted (or it is closed silently, as nginx's ``client_header_timeout`` does);
 - on a kept-alive connection the clock starts with the first byte of the next head; an idle
-  connection without any byte is left to the keep-alive timeout;
+  connection without any byte is left to the keep-alive timeout (so is the rest of a head
+  that arrived in the same read as the previous request, until its next byte);
 - when the deadline passes with part of a head received, the client gets ``408`` and the
   connection is closed. Other connections are not affected: each has its own timer.
 

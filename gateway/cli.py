@@ -107,7 +107,9 @@ def cmd_routes(args: argparse.Namespace) -> int:
         rows.append((
             str(i), rule.name, rule.host or "*", kind + rule.path,
             ",".join(sorted(rule.methods)) if rule.methods else "*",
-            "token" if route.requires_auth else "none", requires or "-", route.upstream.url,
+            "token" if route.requires_auth else "none", requires or "-",
+            route.upstream.url + (f" (+{len(route.targets) - 1})" if len(route.targets) > 1
+                                  else ""),
         ))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:

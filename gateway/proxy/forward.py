@@ -21,8 +21,6 @@ Library errors are translated here, once: ``TimeoutError`` → 504, connect erro
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,15 +37,14 @@ from ..metrics import GatewayMetrics
 from ..routing import RouteMatch
 from ..runtime import Route, Runtime, Upstream
 from .body import RequestBody, check_declared
-from .clients import UpstreamClients, create_session
+from .clients import create_session
 from .headers import add_identity, request_headers
-from .health import HealthChecks
-from .limits import ConcurrencyLimit, RetryBudget
-from .options import IDEMPOTENT_METHODS, Pool
-from .pool import PoolRegistry, PoolState
+from .options import IDEMPOTENT_METHODS
+from .pool import PoolState
 from .relay import relay_response
+from .routestate import RouteStates
 from .targets import ConnectFailed, tls_arguments, upstream_url
-from .websocket import WebSocketRelay, is_websocket_upgrade, relay_websocket
+from .websocket import is_websocket_upgrade, relay_websocket
 
 __all__ = ["Forwarder", "create_session", "upstream_url"]
 
@@ -69,69 +66,27 @@ class Forwarder:
         # ``session`` is kept for callers of the single-session era; every route has its own.
         self.metrics = metrics
         self._metrics = metrics
-        self._clock = clock
-        self.clients = UpstreamClients()
-        self.pools = PoolRegistry(clock)
-        self._limits: dict[tuple[str, int | None], ConcurrencyLimit] = {}
-        self._budgets: dict[tuple[str, object], RetryBudget] = {}
-        self.websockets: set[WebSocketRelay] = set()
-        self.health = HealthChecks(metrics)
-
-    # -- per-route state ----------------------------------------------------------------
+        self.state = RouteStates(metrics, clock)
+        self.websockets = self.state.websockets
 
     def pool_of(self, route: Route) -> PoolState:
-        pool = _pool_with_targets(route)
-        state = self.pools.get(route.name, pool)
-        if pool.check is not None:
-            self.health.ensure(route.name, pool, state)
-        return state
+        return self.state.pool_of(route)
 
     def start(self, runtime: Runtime) -> None:
         """Set up every route's pool now (active health checks start at once)."""
-        for _, route in runtime.routes.entries():
-            self.pool_of(route)
-
-    def _limit(self, route: Route) -> ConcurrencyLimit:
-        key = (route.name, route.proxy.max_concurrent)
-        limit = self._limits.get(key)
-        if limit is None:
-            limit = self._limits[key] = ConcurrencyLimit(route.proxy.max_concurrent)
-        return limit
-
-    def _budget(self, route: Route) -> RetryBudget:
-        policy = route.proxy.pool.retries
-        key = (route.name, policy)
-        budget = self._budgets.get(key)
-        if budget is None:
-            budget = self._budgets[key] = RetryBudget(
-                policy.budget, policy.min_per_second, self._clock
-            )
-        return budget
+        self.state.start(runtime)
 
     def retain(self, runtime: Runtime) -> None:
-        """After a reload (call it with the new Runtime): drop the state of routes or
-        settings that are gone, stop their health checks, close their idle connections."""
-        routes = [route for _, route in runtime.routes.entries()]
-        self.clients.retain((r.name, r.proxy.connection_key()) for r in routes)
-        pool_keys = {(r.name, _pool_with_targets(r).key()) for r in routes}
-        self.pools.retain(pool_keys)
-        self.health.retain(pool_keys)
-        limits = {(r.name, r.proxy.max_concurrent) for r in routes}
-        self._limits = {k: v for k, v in self._limits.items() if k in limits}
-        budgets = {(r.name, r.proxy.pool.retries) for r in routes}
-        self._budgets = {k: v for k, v in self._budgets.items() if k in budgets}
+        """After a reload, with the new Runtime: drop the state of routes or settings that are
+        gone, stop their health checks, close their connections once idle."""
+        self.state.retain(runtime)
 
     async def close_websockets(self, timeout: float = 5.0) -> None:
         """Close every relayed WebSocket session with 1001 (shutdown), waiting ≤ timeout."""
-        if self.websockets:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.gather(*(r.shutdown() for r in list(self.websockets)),
-                                         return_exceptions=True)
+        await self.state.close_websockets(timeout)
 
     async def close(self) -> None:
-        await self.health.close()
-        await self.clients.close()
+        await self.state.close()
 
     # -- one request ----------------------------------------------------------------------
 
@@ -146,9 +101,10 @@ class Forwarder:
     ) -> web.StreamResponse:
         route = match.route
         opts = route.proxy
-        limit = self._limit(route)
+        limit = self.state.limit(route)
         limit.acquire(route.name)
-        lease = self.clients.acquire(route.name, opts.connection_key(), opts.max_connections)
+        clients = self.state.clients
+        lease = clients.acquire(route.name, opts.connection_key(), opts.max_connections)
         try:
             headers = self._headers(request, route, principal, request_id, trusted_peer)
             path = opts.rewrite.apply(match.path)
@@ -178,7 +134,7 @@ class Forwarder:
             finally:
                 pool.state(target).active -= 1
         finally:
-            self.clients.release(lease)
+            clients.release(lease)
             limit.release()
 
     def _headers(
@@ -224,7 +180,7 @@ class Forwarder:
         The chosen target's ``active`` count is raised; the caller lowers it when done.
         """
         policy = route.proxy.pool.retries
-        budget = self._budget(route)
+        budget = self.state.budget(route)
         budget.deposit()
         tried: list[str] = []
         while True:
@@ -321,8 +277,3 @@ class Forwarder:
 
 def _no_progress(done: bool) -> None:
     return None
-
-
-def _pool_with_targets(route: Route) -> Pool:
-    pool = route.proxy.pool
-    return pool if pool.targets else dataclasses.replace(pool, targets=(route.upstream,))

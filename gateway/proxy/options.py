@@ -58,10 +58,15 @@ class Pool:
     check: HealthCheck | None = None
     retries: RetryPolicy = RetryPolicy(2, 0.2, 3.0)
     tls: UpstreamTls | None = None
+    _key: tuple[object, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        key = (tuple(t.url for t in self.targets), self.balance, self.passive, self.check)
+        object.__setattr__(self, "_key", key)
 
     def key(self) -> tuple[object, ...]:
         """What identifies the pool's state (health, balancing) across reloads."""
-        return (tuple(t.url for t in self.targets), self.balance, self.passive, self.check)
+        return self._key
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,6 +204,7 @@ def compile_route_proxy(
         max_body_size=body_limit,
         rewrite=_rewrite(spec, rule_path, loc, report),
         preserve_host=spec.preserve_host,
+        host_header=spec.host_header,
         forward_token=spec.forward_token,
         request_edits=_edits(
             spec.request_headers, (*loc, "request_headers"), report, identity_names

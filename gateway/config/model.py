@@ -134,6 +134,7 @@ from .proxy_model import (  # noqa: E402
     Cidr,
     CorsSpec,
     HeaderEditsSpec,
+    HostPort,
     HstsSpec,
     HttpRedirectSpec,
     ServerTlsSpec,
@@ -329,6 +330,9 @@ class RouteSpec(Spec):
         None, description="replace the matched path_prefix (or path) with this one"
     )
     preserve_host: bool = Field(False, description="send the client's Host upstream")
+    host_header: HostPort | None = Field(
+        None, description="send this Host upstream (default: the target's host[:port])"
+    )
     forward_token: bool = Field(True, description="false: Authorization is not forwarded")
     request_headers: HeaderEditsSpec = Field(
         default_factory=lambda: HeaderEditsSpec.model_validate({}),
@@ -349,6 +353,8 @@ class RouteSpec(Spec):
             raise ValueError("a route with auth: none cannot require scopes")
         if self.strip_prefix is not False and self.rewrite_prefix is not None:
             raise ValueError("give strip_prefix or rewrite_prefix, not both")
+        if self.preserve_host and self.host_header is not None:
+            raise ValueError("give preserve_host or host_header, not both")
         return self
 
 

@@ -52,6 +52,18 @@ def _check_path_and_query(value: str) -> str:
     return _check_abs_path(path) + question + query
 
 
+_HOST_PORT = re.compile(
+    r"^(?:[a-z0-9_](?:[a-z0-9_.\-]*[a-z0-9_])?|\[[0-9a-f:.]+\])(?::\d{1,5})?$"
+)
+
+
+def _check_host_port(value: str) -> str:
+    lowered = value.lower()
+    if not _HOST_PORT.match(lowered):
+        raise ValueError("must be a host name or [IPv6] with an optional :port")
+    return lowered
+
+
 def _check_cidr(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -76,6 +88,7 @@ def _check_abs_path(value: str) -> str:
 
 
 HeaderValue = Annotated[str, AfterValidator(_check_value)]
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
 Origin = Annotated[str, AfterValidator(_check_origin)]
 CheckPath = Annotated[str, AfterValidator(_check_path_and_query)]

@@ -163,7 +163,10 @@ class Forwarder:
         return headers
 
     def host_header(self, request: web.Request, route: Route, target: Upstream) -> str:
-        if route.proxy.preserve_host and request.headers.get(hdrs.HOST):
+        opts = route.proxy
+        if opts.host_header is not None:
+            return opts.host_header
+        if opts.preserve_host and request.headers.get(hdrs.HOST):
             return request.headers[hdrs.HOST]
         return target.authority
 

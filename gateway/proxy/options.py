@@ -130,6 +130,7 @@ class ProxyOptions:
     max_body_size: int = 0              # 0: no limit
     rewrite: PathRewrite = PathRewrite()
     preserve_host: bool = False
+    host_header: str | None = None      # a fixed Host for the upstream
     forward_token: bool = True
     request_edits: HeaderEdits = HeaderEdits()
     response_edits: HeaderEdits = HeaderEdits()

@@ -26,6 +26,8 @@ async def rewriting(start_gateway, tmp_path, upstream, rsa_key, ec_key):
          "auth": "none", "rewrite_prefix": "/new/api"},
         {"name": "host", "match": {"path_prefix": "/host"}, "upstream": upstream.url,
          "auth": "none", "preserve_host": True},
+        {"name": "fixed-host", "match": {"path_prefix": "/fixed"}, "upstream": upstream.url,
+         "auth": "none", "host_header": "Orders.Internal:8443"},
         {"name": "edits", "match": {"path_prefix": "/edits"}, "upstream": upstream.url,
          "require": {"scopes": ["orders:read"]}, "forward_token": False,
          "request_headers": {"remove": ["Cookie"], "set": {"X-Env": "prod"},
@@ -61,11 +63,14 @@ async def test_path_rewrites(rewriting, upstream, path, forwarded):
     assert body["raw_path"] == forwarded
 
 
-async def test_preserve_host_sends_the_clients_host(rewriting, upstream):
+async def test_preserve_host_and_host_header(rewriting, upstream):
     body, _ = await echo(rewriting.url + "/host/x", {"Host": "api.example.com"})
     assert upstream_headers(body)["host"] == ["api.example.com"]
     body, _ = await echo(rewriting.url + "/public/x", {"Host": "api.example.com"})
     assert upstream_headers(body)["host"] == [f"127.0.0.1:{upstream.port}"]
+    body, _ = await echo(rewriting.url + "/fixed/x", {"Host": "api.example.com"})
+    assert upstream_headers(body)["host"] == ["orders.internal:8443"]
+    assert upstream_headers(body)["x-forwarded-host"] == ["api.example.com"]
 
 
 async def test_header_edits_and_forward_token_false(rewriting, upstream, make_token):

@@ -7,8 +7,12 @@ starts both listeners on a compiled Runtime and stops them in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -18,11 +22,15 @@ from .admin import create_admin_app
 from .auth.providers import IdentityProviders
 from .config.compile import compile_runtime
 from .config.load import LoadedConfig
+from .connection import GatewayRunner
+from .errors import ConfigError
+from .https import create_redirect_app, reload_certificate, server_context
 from .logs import event
 from .metrics import GatewayMetrics
 from .middleware import errors, make_observe
 from .pipeline import handle
 from .proxy.forward import Forwarder, create_session
+from .proxy.outgoing import finish_response
 from .reload import ConfigWatcher, ReadFile, ReloadResult
 from .revocation.memory import MemoryRevocationStore
 from .revocation.store import RevocationStore
@@ -32,16 +40,42 @@ from .watched_files import TrackedFiles
 
 log = logging.getLogger("gateway")
 
+#: After the drain deadline: how long WebSocket sessions get for their 1001 close handshake,
+#: and how long aiohttp waits for the remaining handlers before and after cancelling them.
+_CANCEL_GRACE = 2.0
+_HANDLER_GRACE = 0.5
+
+
+@dataclass(slots=True)
+class ListenerState:
+    """Mutable state of the public listener: set when the gateway drains for shutdown."""
+
+    draining: bool = False
+
+
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+LISTENER = web.AppKey("listener", ListenerState)
+
+
+async def defer_expectation(request: web.Request) -> None:
+    """Replaces aiohttp's Expect handler, which answers 100 before any middleware: the 100 is
+    sent by the forwarder, after the authorization decision (proxy/body.py)."""
+    return None
 
 
 def create_app(
-    holder: RuntimeHolder, metrics: GatewayMetrics, session: aiohttp.ClientSession
+    holder: RuntimeHolder,
+    metrics: GatewayMetrics,
+    session: aiohttp.ClientSession,
+    forwarder: Forwarder | None = None,
+    listener: ListenerState | None = None,
 ) -> web.Application:
     """The public application: one catch-all handler behind observe → errors."""
-    forwarder = Forwarder(session, metrics)
+    forwarder = forwarder if forwarder is not None else Forwarder(session, metrics)
+    listener = listener if listener is not None else ListenerState()
     app = web.Application(
         middlewares=[make_observe(holder, forwarder, metrics), errors],
         client_max_size=0,
@@ -49,7 +83,14 @@ def create_app(
     app[RUNTIME] = holder
     app[METRICS] = metrics
     app[SESSION] = session
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app[FORWARDER] = forwarder
+    app[LISTENER] = listener
+    app.router.add_route("*", "/{tail:.*}", handle, expect_handler=defer_expectation)
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        finish_response(request, response, draining=listener.draining)
+
+    app.on_response_prepare.append(on_prepare)
     return app
 
 
@@ -68,7 +109,7 @@ class GatewayServer:
         """``watch_interval``: poll the config files every so many seconds (None: only
         ``reload()``, SIGHUP and ``POST /admin/reload`` reload)."""
         self.loaded = loaded
-        self.settings = Settings.from_spec(loaded.spec)
+        self.settings = Settings.from_spec(loaded.spec, loaded.base_dir)
         self.metrics = metrics or GatewayMetrics(version=__version__)
         # JWKS caches and introspectors: outlive a Runtime, so a reload keeps warm keys
         self.providers = providers or IdentityProviders(self.metrics)
@@ -81,6 +122,11 @@ class GatewayServer:
         self._ready = False
         self.public_address: Address | None = None
         self.admin_address: Address | None = None
+        self.redirect_address: Address | None = None
+        self.forwarder: Forwarder | None = None
+        self.listener = ListenerState()
+        self.tls_context: ssl.SSLContext | None = None
+        self._public_runner: GatewayRunner | None = None
 
     def is_ready(self) -> bool:
         return self._ready
@@ -93,6 +139,11 @@ class GatewayServer:
         registry keyed by (issuer, jwks_uri), so an issuer whose settings did not change keeps
         its keys. The upstream session is shared by every snapshot through the Forwarder.
         """
+        if self.settings.tls is not None:
+            # watched like every file the config names: a renewed certificate is a reload
+            for path in (self.settings.tls.cert_file, self.settings.tls.key_file):
+                with contextlib.suppress(OSError):  # reload_tls() reports it, keeps the chain
+                    read_file(path)
         return compile_runtime(
             loaded, metrics=self.metrics, revocation_store=self.store, read_file=read_file,
             providers=self.providers,
@@ -100,9 +151,14 @@ class GatewayServer:
 
     async def _after_swap(self, old: Runtime, new: Runtime) -> None:
         """After a reload's swap: start the key caches of new issuers (in the background) and
-        close those that only ``old`` used. The session and the revocation store are shared."""
+        close those that only ``old`` used; let the forwarder drop the pools and health checks
+        of removed routes and start those of new ones; re-read the TLS certificate. The
+        session and the revocation store are shared."""
         self.providers.start()
         await self.providers.retain_for([new.verifier])
+        if self.forwarder is not None:
+            self.forwarder.retain(new)
+        self.reload_tls()
 
     async def reload(self, trigger: str = "request") -> ReloadResult:
         """Reload the config file now (a bad config is rejected; the result says so)."""
@@ -126,14 +182,30 @@ class GatewayServer:
         )
         self.watcher.adopt(self.loaded, tracked)
         self.providers.start()  # first key fetches in the background: start-up never waits
+        if self.settings.tls is not None:
+            try:
+                self.tls_context = server_context(self.settings.tls)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError([self.loaded.problem(
+                    ("server", "tls"), f"cannot load the certificate chain: {exc}"
+                )]) from None
         self._session = create_session()
-        public = create_app(self.holder, self.metrics, self._session)
+        self.forwarder = Forwarder(self._session, self.metrics)
+        self.forwarder.start(runtime)
+        public = create_app(self.holder, self.metrics, self._session, self.forwarder,
+                            self.listener)
         admin = create_admin_app(
             self.holder, self.metrics, self.store, self.is_ready,
             reload=self.reload, reload_status=self.watcher.status,
         )
         try:
-            self.public_address = await self._listen(public, self.settings.public)
+            self.public_address = await self._listen(public, self.settings.public,
+                                                     public=True)
+            if self.settings.http_redirect is not None:
+                port = self.settings.https_port or self.public_address.port
+                self.redirect_address = await self._listen(
+                    create_redirect_app(port), self.settings.http_redirect
+                )
             self.admin_address = await self._listen(admin, self.settings.admin)
         except BaseException:
             await self.stop()
@@ -147,28 +219,75 @@ class GatewayServer:
             watch_interval_seconds=self._watch_interval,
         )
 
-    async def _listen(self, app: web.Application, address: Address) -> Address:
-        field_size = self.settings.header_field_size  # see settings.HEADER_FIELD_SIZE
-        runner = web.AppRunner(
-            app, access_log=None, auto_decompress=False, handle_signals=False,
-            shutdown_timeout=10.0, max_field_size=field_size,
+    async def _listen(
+        self, app: web.Application, address: Address, *, public: bool = False
+    ) -> Address:
+        options: dict[str, Any] = {
+            "access_log": None, "auto_decompress": False, "handle_signals": False,
+            "max_field_size": self.settings.header_field_size,  # see settings.HEADER_FIELD_SIZE
             # a client that leaves cancels its handler: the upstream request is released
-            handler_cancellation=True,
-        )
+            "handler_cancellation": True,
+        }
+        runner: web.AppRunner
+        if public:
+            limits = self.settings.connections
+            runner = self._public_runner = GatewayRunner(
+                app, head_timeout=limits.header_timeout,
+                on_head_timeout=self.metrics.record_header_timeout,
+                keepalive_timeout=limits.keepalive_timeout,
+                # an unread request body closes the connection instead of being drained
+                lingering_time=0,
+                # drain() has waited already; cancelled handlers get a short grace
+                shutdown_timeout=_HANDLER_GRACE,
+                **options,
+            )
+        else:
+            runner = web.AppRunner(app, shutdown_timeout=10.0, **options)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
+        site = web.TCPSite(runner, address.host, address.port, reuse_address=True,
+                           ssl_context=self.tls_context if public else None)
         await site.start()
         bound = runner.addresses[-1] if runner.addresses else None
         return Address(address.host, int(bound[1]) if bound else address.port)
 
+    def reload_tls(self) -> bool:
+        """Re-read the public listener's certificate chain (for a reload: SIGHUP, file change).
+
+        New handshakes use the new chain; established connections are not touched. Returns
+        False (and logs, keeping the old chain) when the files do not make a valid chain.
+        """
+        if self.tls_context is None or self.settings.tls is None:
+            return False
+        try:
+            reload_certificate(self.tls_context, self.settings.tls)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("TLS certificate reload failed, keeping the current one: %s", exc)
+            return False
+        log.info("TLS certificate reloaded", extra={"cert_file": str(self.settings.tls.cert_file)})
+        return True
+
     async def stop(self) -> None:
+        """Graceful: not ready at once, stop accepting, let in-flight requests (WebSocket
+        sessions included) finish for up to ``server.shutdown_timeout``, then close."""
         self._ready = False
         if self.watcher is not None:
             await self.watcher.stop()
-        for runner in reversed(self._runners):
+        self.listener.draining = True
+        if self._public_runner is not None:
+            busy = await self._public_runner.drain(self.settings.connections.shutdown_timeout)
+            if busy:
+                log.warning("shutdown: %d connection(s) still busy after %.1fs: closing",
+                            busy, self.settings.connections.shutdown_timeout)
+                if self.forwarder is not None:
+                    await self.forwarder.close_websockets(_CANCEL_GRACE)
+            self._public_runner = None
+        for runner in self._runners:  # public first, admin (readiness) last
             await runner.cleanup()
         self._runners.clear()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+            self.forwarder = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -145,7 +145,9 @@ def cmd_routes(args: argparse.Namespace) -> int:
             str(i), rule.name, rule.host or "*", kind + rule.path,
             ",".join(sorted(rule.methods)) if rule.methods else "*",
             ("token" if route.requires_auth else "none") + ("" if route.enforce else " (shadow)"),
-            requires or "-", route.upstream.url,
+            requires or "-",
+            route.upstream.url + (f" (+{len(route.targets) - 1})" if len(route.targets) > 1
+                                  else ""),
         ))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:
@@ -209,8 +211,9 @@ async def _run(loaded: LoadedConfig, watch_interval: float | None = None) -> int
         if demo is not None:
             await demo.cleanup()
         return _fail(f"cannot listen: {exc}")
+    scheme = "https" if server.settings.tls is not None else "http"
     print(
-        f"oauth2-gateway {__version__}: public http://{server.public_address} "
+        f"oauth2-gateway {__version__}: public {scheme}://{server.public_address} "
         f"admin http://{server.admin_address} (Ctrl-C stops)",
         file=sys.stderr, flush=True,
     )

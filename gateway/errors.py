@@ -40,7 +40,13 @@ reach the client. ``responses.error_response`` is the only place that turns thes
     ├── UpstreamError
     │   ├── UpstreamUnavailable  502 upstream_unavailable
     │   └── UpstreamTimeout      504 upstream_timeout
-    └── UnsupportedTransferCoding 501 unsupported_transfer_coding  (RFC 9112 §6.1)
+    ├── UnsupportedTransferCoding 501 unsupported_transfer_coding  (RFC 9112 §6.1)
+    ├── RequestRejected      (limits and protocol checks on the request itself)
+    │   ├── PayloadTooLarge      413 body_too_large      body over the route's max_body_size
+    │   ├── ExpectationFailed    417 expectation_failed  Expect other than 100-continue
+    │   ├── ClientBodyTimeout    408 client_timeout      request body stalled (idle_timeout)
+    │   └── CorsRejected         403 cors_rejected       preflight from a disallowed origin …
+    └── RouteOverloaded      503 route_overloaded        max_concurrent_requests reached
 
     ConfigError   never reaches HTTP: ``check`` exits 1, a rejected reload keeps the old config
 """
@@ -272,6 +278,44 @@ class UnsupportedTransferCoding(GatewayError):
     description = "transfer coding not supported"
 
 
+class RequestRejected(GatewayError):
+    error = "invalid_request"
+
+
+class PayloadTooLarge(RequestRejected):
+    status = 413
+    reason = "body_too_large"
+    description = "request body too large"
+
+
+class ExpectationFailed(RequestRejected):
+    status = 417
+    reason = "expectation_failed"
+    error = "expectation_failed"
+    description = "only the 100-continue expectation is supported"
+
+
+class ClientBodyTimeout(RequestRejected):
+    status = 408
+    reason = "client_timeout"
+    error = "request_timeout"
+    description = "request body not received in time"
+
+
+class CorsRejected(RequestRejected):
+    status = 403
+    reason = "cors_rejected"
+    error = "access_denied"
+    description = "cross-origin request not allowed"
+
+
+class RouteOverloaded(GatewayError):
+    status = 503
+    reason = "route_overloaded"
+    error = "temporarily_unavailable"
+    description = "too many requests in progress on this route"
+
+
 # -- configuration ----------------------------------------------------------------------
 
 
@@ -307,5 +351,6 @@ REASONS: frozenset[str] = frozenset(
         ClaimInvalid, TokenRevoked, InsufficientScope, KeysUnavailable, RevocationUnavailable,
         TokenTypeInvalid, TokenInactive, ClaimConditionFailed, IntrospectionUnavailable,
         UpstreamUnavailable, UpstreamTimeout, UnsupportedTransferCoding, GatewayError,
+        PayloadTooLarge, ExpectationFailed, ClientBodyTimeout, CorsRejected, RouteOverloaded,
     )
 )

@@ -17,7 +17,7 @@ from yarl import URL
 from .auth.principal import Principal
 from .errors import GatewayError, InsufficientScope, MissingToken
 from .lint import path_matches, requirements
-from .proxy.forward import upstream_url
+from .proxy.targets import upstream_url
 from .routing import MatchRule, normalize_path
 from .runtime import Route, Runtime
 
@@ -148,7 +148,10 @@ async def explain(
     result.path = match.path
     result.route, result.matched_by = route.name, _describe_rule(match.rule)
     result.candidates = _candidates(runtime, route, method, host, match.path)
-    result.forwards_to = str(upstream_url(route, match.path, match.query))
+    path = route.proxy.rewrite.apply(match.path)
+    result.forwards_to = ", ".join(
+        str(upstream_url(target, path, match.query)) for target in route.targets
+    )
     result.requires, result.enforce = requirements(route), route.enforce
     if not route.requires_auth:
         result.checks.append(Check("auth", "skipped", "auth: none: no token, revocation or "

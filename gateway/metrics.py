@@ -82,6 +82,41 @@ class GatewayMetrics:
             "gateway_build_info", "Gateway build (value 1).", ["version"], registry=r
         )
         self.build_info.labels(version=version or "unknown").set(1)
+        # -- proxying (issue 5): pools, limits, WebSockets, client connections --
+        self.upstream_ejections = Counter(
+            "gateway_upstream_ejections", "Targets ejected after consecutive failures.",
+            ["route", "target"], registry=r,
+        )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries",
+            "Retries after connect failures, by outcome (retried, budget_exhausted).",
+            ["route", "result"], registry=r,
+        )
+        self.upstream_health_checks = Counter(
+            "gateway_upstream_health_checks", "Active health checks by target and result.",
+            ["route", "target", "result"], registry=r,
+        )
+        self.upstream_target_up = Gauge(
+            "gateway_upstream_target_up", "Active health verdict of a target (1 up, 0 down).",
+            ["route", "target"], registry=r,
+        )
+        self.request_rejections = Counter(
+            "gateway_request_rejections",
+            "Requests refused by a limit or protocol check, by route and reason.",
+            ["route", "reason"], registry=r,
+        )
+        self.websocket_sessions = Gauge(
+            "gateway_websocket_sessions", "WebSocket sessions being relayed now.", registry=r
+        )
+        self.websocket_messages = Counter(
+            "gateway_websocket_messages", "WebSocket messages relayed, by route and direction.",
+            ["route", "direction"], registry=r,
+        )
+        self.connections_dropped = Counter(
+            "gateway_connections_dropped",
+            "Client connections closed by the gateway, by reason (header_timeout, idle_accept).",
+            ["reason"], registry=r,
+        )
         self._config_hash: str | None = None
         self._init_key_metrics(r)
 
@@ -138,6 +173,12 @@ class GatewayMetrics:
         if result == "error":
             self.revocation_store_errors.inc()
 
+    def record_header_timeout(self, partial: bool) -> None:
+        self.connections_dropped.labels("header_timeout" if partial else "idle_accept").inc()
+
+    def record_rejection(self, route: str, reason: str) -> None:
+        self.request_rejections.labels(route, reason).inc()
+
     def record_config_loaded(self, sha256: str, when: float) -> None:
         self.config_reloads.labels("success").inc()
         if self._config_hash is not None:
@@ -191,7 +232,10 @@ class GatewayMetrics:
         """Drop the label sets of routes that no longer exist (after a reload)."""
         gone = set(removed)  # once: ``removed`` may be a one-shot iterator
         for metric in (self.requests, self.request_duration, self.upstream_response,
-                       self.auth_decisions, self.upstream_errors):
+                       self.auth_decisions, self.upstream_errors, self.upstream_ejections,
+                       self.upstream_retries, self.upstream_health_checks,
+                       self.upstream_target_up, self.request_rejections,
+                       self.websocket_messages):
             for labels in list(metric._metrics):  # no public iterator over the children
                 if labels[0] in gone:
                     metric.remove(*labels)

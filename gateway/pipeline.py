@@ -20,7 +20,15 @@ from multidict import CIMultiDictProxy
 
 from .auth.extract import extract_bearer
 from .auth.principal import Principal
-from .errors import AuthError, DependencyError, GatewayError, MissingToken
+from .errors import (
+    AuthError,
+    DependencyError,
+    GatewayError,
+    MissingToken,
+    RequestRejected,
+    RouteOverloaded,
+)
+from .proxy.cors import preflight_method, preflight_response
 from .proxy.headers import check_transfer_coding
 from .request_state import REQUEST_STATE, RequestState
 from .routing import RouteMatch
@@ -68,6 +76,7 @@ async def decide(
     route = match.route
     state.route = route.name
     state.matched = route
+    state.cors = route.proxy.cors  # refusals from here on carry the route's CORS headers
     if not route.requires_auth:
         state.auth_reason = "none"
         return Decision(match, None)
@@ -87,14 +96,40 @@ async def decide(
     return Decision(match, principal)
 
 
+def answer_preflight(state: RequestState, request: web.Request) -> web.Response | None:
+    """A CORS preflight for a route with ``cors`` is answered here, without a token."""
+    method = preflight_method(request.method, request.headers)
+    if method is None:
+        return None
+    try:
+        match = state.runtime.routes.match(method, request.headers.get(hdrs.HOST),
+                                           request.raw_path)
+    except GatewayError:
+        return None  # no route for the asked method: an ordinary OPTIONS request
+    cors = match.route.proxy.cors
+    if cors is None:
+        return None
+    state.route = match.route.name
+    return preflight_response(cors, request.headers, method)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     state = request[REQUEST_STATE]
-    check_transfer_coding(request.headers)
-    decision = await decide(state, request.method, request.raw_path, request.headers)
-    started = time.perf_counter()
     try:
-        return await state.forwarder.forward(
-            request, decision.match, decision.principal, state.request_id
-        )
-    finally:
-        state.upstream_seconds = time.perf_counter() - started
+        check_transfer_coding(request.headers)
+        preflight = answer_preflight(state, request)
+        if preflight is not None:
+            return preflight
+        decision = await decide(state, request.method, request.raw_path, request.headers)
+        trusted = state.runtime.proxy.is_trusted(request.remote)
+        started = time.perf_counter()
+        try:
+            return await state.forwarder.forward(
+                request, decision.match, decision.principal, state.request_id,
+                trusted_peer=trusted,
+            )
+        finally:
+            state.upstream_seconds = time.perf_counter() - started
+    except (RequestRejected, RouteOverloaded) as err:
+        state.forwarder.metrics.record_rejection(state.route, err.reason)
+        raise

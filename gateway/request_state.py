@@ -9,6 +9,7 @@ from aiohttp import web
 from .auth.principal import Principal
 from .metrics import UNMATCHED
 from .proxy.forward import Forwarder
+from .proxy.options import Cors
 from .runtime import Route, Runtime
 
 
@@ -25,6 +26,7 @@ class RequestState:
     shadow: bool = False                 # refused on an enforce: false route, forwarded anyway
     matched: Route | None = None         # the route, once matched
     upstream_seconds: float | None = None  # from sending upstream to the end of the relay
+    cors: Cors | None = None             # the matched route's CORS settings (actual requests)
 
 
 REQUEST_STATE = web.RequestKey("request_state", RequestState)

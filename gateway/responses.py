@@ -13,6 +13,7 @@ from .errors import (
     InsufficientScope,
     MethodNotAllowed,
     MissingToken,
+    RouteOverloaded,
 )
 
 JSON_TYPE = "application/json"
@@ -52,7 +53,7 @@ def error_response(
         headers[hdrs.WWW_AUTHENTICATE] = challenge(err, realm)
     if isinstance(err, MethodNotAllowed):
         headers[hdrs.ALLOW] = ", ".join(err.allowed)
-    if isinstance(err, DependencyError):  # keys, introspection or revocation unavailable
+    if isinstance(err, DependencyError | RouteOverloaded):  # unavailable: try again soon
         headers[hdrs.RETRY_AFTER] = "1"
     return web.Response(
         status=err.status,

@@ -7,11 +7,12 @@ they read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .access import AccessLog
 from .auth.policy import RoutePolicy
 from .auth.verify import TokenVerifier
+from .proxy.options import ProxyOptions, ServerProxy
 from .revocation.check import RevocationChecker
 from .routing import MatchRule, RouteTable
 
@@ -56,6 +57,12 @@ class Route:
     enforce: bool = True             # False: shadow mode (decide, log, count, forward anyway)
     log_query: str | None = None     # drop | redact | keep; None: the access log's default
     issuers: frozenset[str] | None = None  # accepted token issuers; None: every issuer
+    # pool, timeouts, limits, rewrites, CORS, WebSocket (proxy/options.py)
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)
+
+    @property
+    def targets(self) -> tuple[Upstream, ...]:
+        return self.proxy.pool.targets or (self.upstream,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class Runtime:
     sha256: str
     source: str
     access_log: AccessLog = _DEFAULT_ACCESS_LOG
+    proxy: ServerProxy = field(default_factory=ServerProxy)  # trusted proxies, HSTS
 
 
 class RuntimeHolder:

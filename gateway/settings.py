@@ -1,4 +1,5 @@
-"""Process settings that need a restart: listener addresses (later TLS listeners, workers).
+"""Process settings that need a restart: listener addresses, the TLS listener and its redirect
+listener, client connection timeouts (later: workers).
 
 A reload that changes one of them applies everything else, logs that a restart is needed and
 keeps the listeners it has. ``restart_changes`` names the differences, for that log line, for
@@ -9,8 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from .config.model import GatewaySpec
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    cert_file: Path   # absolute; re-read by GatewayServer.reload_tls()
+    key_file: Path
+    min_version: str  # "1.2" or "1.3"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    header_timeout: float
+    keepalive_timeout: float
+    shutdown_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +62,34 @@ class Settings:
     admin: Address
     demo_upstream: Address | None
     header_field_size: int = HEADER_FIELD_SIZE
+    tls: TlsListener | None = None
+    http_redirect: Address | None = None
+    https_port: int | None = None       # in redirects; None: the public listener's port
+    connections: ConnectionLimits = ConnectionLimits(10.0, 75.0, 30.0)
 
     @classmethod
-    def from_spec(cls, spec: GatewaySpec) -> Settings:
+    def from_spec(cls, spec: GatewaySpec, base_dir: Path | None = None) -> Settings:
         demo = spec.demo_upstream
+        server = spec.server
+        tls = None
+        if server.tls is not None:
+            base = base_dir or Path(".")
+            tls = TlsListener(
+                _absolute(base, server.tls.cert_file), _absolute(base, server.tls.key_file),
+                server.tls.min_version,
+            )
+        redirect = server.http_redirect
         return cls(
             public=Address.parse(spec.server.listen),
             admin=Address.parse(spec.admin.listen),
             demo_upstream=Address.parse(demo.listen) if demo is not None else None,
             header_field_size=max(HEADER_FIELD_SIZE, spec.server.max_token_bytes + 64),
+            tls=tls,
+            http_redirect=Address.parse(redirect.listen) if redirect is not None else None,
+            https_port=redirect.https_port if redirect is not None else None,
+            connections=ConnectionLimits(
+                server.header_timeout, server.keepalive_timeout, server.shutdown_timeout
+            ),
         )
 
     def describe(self) -> dict[str, str]:
@@ -69,6 +104,10 @@ _KEYS = {
     "admin": "admin.listen",
     "demo_upstream": "demo_upstream.listen",
     "header_field_size": "server.max_token_bytes",
+    "tls": "server.tls",
+    "http_redirect": "server.http_redirect.listen",
+    "https_port": "server.http_redirect.https_port",
+    "connections": "server.header_timeout/keepalive_timeout/shutdown_timeout",
 }
 
 
@@ -92,3 +131,8 @@ def describe_changes(running: Mapping[str, str], new: Mapping[str, str]) -> list
 def restart_changes(running: Settings, new: Settings) -> list[str]:
     """``key: old → new`` for every restart-only setting that differs."""
     return describe_changes(running.describe(), new.describe())
+
+
+def _absolute(base: Path, name: str) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base / path

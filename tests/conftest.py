@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.idp",
     "tests.fixtures.authlib_idp",
+    "tests.fixtures.process",
 ]

@@ -19,10 +19,12 @@ from ..auth.verify import Issuer, TokenVerifier
 from ..errors import ConfigError, ConfigProblem
 from ..metrics import GatewayMetrics
 from ..proxy.headers import stripped_names
+from ..proxy.options import ProxyOptions
 from ..revocation.check import RevocationChecker
 from ..revocation.store import RevocationStore
 from ..routing import MatchRule, RouteConflict, RouteTable
 from ..runtime import IdentityHeaders, Route, Runtime, Upstream
+from .compile_proxy import compile_route_proxy, compile_server_proxy, target_urls
 from .issuers import IssuerCompiler, read_secret
 from .issuers import resolve as resolve  # re-exported: cli.py uses it
 from .load import LoadedConfig, Loc
@@ -56,7 +58,10 @@ def _upstream(url_text: str) -> Upstream:
 
 
 def _route(
-    spec: RouteSpec, identity: IdentityHeaders, methods: frozenset[str] | None = None
+    spec: RouteSpec,
+    identity: IdentityHeaders,
+    methods: frozenset[str] | None = None,
+    proxy: Callable[[str, tuple[Upstream, ...]], ProxyOptions] | None = None,
 ) -> Route:
     m = spec.match
     rule = MatchRule(
@@ -67,10 +72,11 @@ def _route(
         methods=methods,
         allow_encoded_slash=spec.allow_encoded_slash,
     )
+    targets = tuple(_upstream(url) for url in target_urls(spec))
     return Route(
         name=spec.name,
         rule=rule,
-        upstream=_upstream(spec.upstream),
+        upstream=targets[0],
         requires_auth=spec.auth == "required",
         policy=compile_policy(spec.require),
         timeout=spec.timeout,
@@ -79,6 +85,7 @@ def _route(
         enforce=spec.enforce,
         log_query=spec.log_query,
         issuers=frozenset(spec.issuers) if spec.issuers else None,
+        proxy=proxy(rule.path, targets) if proxy is not None else ProxyOptions(),
     )
 
 
@@ -166,7 +173,18 @@ def compile_runtime(
         if method_problem is not None:
             problems.add(("routes", i, "require", "methods"), method_problem)
         _check_route_issuers(route_spec, i, issuers, problems)
-        route = _route(route_spec, identity, methods)
+
+        def proxy(
+            rule_path: str, targets: tuple[Upstream, ...], rs: RouteSpec = route_spec,
+            loc: Loc = ("routes", i),
+        ) -> ProxyOptions:
+            return compile_route_proxy(
+                rs, rule_path=rule_path, targets=targets, loc=loc, report=problems.add,
+                server=spec.server, identity_names=frozenset(n.lower() for n in identity.names()),
+                base_dir=loaded.base_dir, read_file=read_file,
+            )
+
+        route = _route(route_spec, identity, methods, proxy)
         try:
             RouteTable([(route.rule, route)])  # the rule on its own: canonical path …
         except RouteConflict as exc:
@@ -235,4 +253,5 @@ def compile_runtime(
             enabled=spec.access_log.enabled, fields=tuple(dict.fromkeys(spec.access_log.fields)),
             sample=spec.access_log.sample, query=spec.access_log.query,
         ),
+        proxy=compile_server_proxy(spec.server),
     )

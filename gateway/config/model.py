@@ -15,7 +15,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -130,6 +132,21 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The proxy models build on the types above; imported here to keep this module short.
+from .proxy_model import (  # noqa: E402
+    ByteSize,
+    Cidr,
+    CorsSpec,
+    HeaderEditsSpec,
+    HostPort,
+    HstsSpec,
+    HttpRedirectSpec,
+    ServerTlsSpec,
+    UpstreamPoolSpec,
+    WebSocketSpec,
+)
+
+
 class ServerSpec(Spec):
     listen: ListenAddress = Field("0.0.0.0:8080", description="public listener HOST:PORT")
     realm: Realm = Field("gateway", description="realm in WWW-Authenticate challenges")
@@ -137,6 +154,36 @@ class ServerSpec(Spec):
         8192, ge=256, le=1_048_576, description="bearer tokens longer than this are refused"
     )
     request_id_header: HeaderName = Field("X-Request-ID", description="request id header")
+    # -- proxy fidelity, HTTPS and limits (README "Proxying", "HTTPS", "Limits") --
+    tls: ServerTlsSpec | None = Field(None, description="serve HTTPS on the public listener")
+    hsts: HstsSpec | None = Field(None, description="Strict-Transport-Security (needs tls)")
+    http_redirect: HttpRedirectSpec | None = Field(
+        None, description="plain-HTTP listener redirecting to HTTPS (needs tls)"
+    )
+    trusted_proxies: list[Cidr] = Field(
+        default_factory=list,
+        description="peers whose Forwarded / X-Forwarded-* headers are kept and extended",
+    )
+    max_body_size: ByteSize = Field(
+        100 * 1024 * 1024, ge=0, description="default request body limit (0: none) → 413"
+    )
+    header_timeout: Duration = Field(
+        10.0, gt=0, description="a request head must arrive completely within this time"
+    )
+    keepalive_timeout: Duration = Field(
+        75.0, gt=0, description="idle keep-alive client connections are closed after this"
+    )
+    shutdown_timeout: Duration = Field(
+        30.0, ge=0, description="SIGTERM: how long in-flight requests may still run"
+    )
+
+    @model_validator(mode="after")
+    def _tls_features(self) -> ServerSpec:
+        if self.tls is None and self.hsts is not None:
+            raise ValueError("hsts needs tls")
+        if self.tls is None and self.http_redirect is not None:
+            raise ValueError("http_redirect needs tls")
+        return self
 
 
 class AdminSpec(Spec):
@@ -326,10 +373,19 @@ class RequireSpec(Spec):
         return not (self.scopes or self.any_of or self.claims or self.methods)
 
 
+#: One URL, or a pool: a tagged union, so an error names only the branch the value is in.
+Upstream = Annotated[
+    Annotated[HttpUrl, Tag("<url>")] | Annotated[UpstreamPoolSpec, Tag("<pool>")],
+    Discriminator(lambda value: "<pool>" if isinstance(value, dict | Spec) else "<url>"),
+]
+
+
 class RouteSpec(Spec):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", description="unique name")
     match: MatchSpec
-    upstream: HttpUrl = Field(description="upstream base URL; its path is a prefix")
+    upstream: Upstream = Field(
+        description="upstream base URL (its path is a prefix), or a pool {targets: [...], ...}"
+    )
     auth: Literal["required", "none"] = Field(
         "required", description="none: no token, revocation or scope check"
     )
@@ -350,6 +406,43 @@ class RouteSpec(Spec):
         None,
         description="this route's query strings in the access log (default: access_log.query)",
     )
+    # -- proxy fidelity, resilience and limits (README "Proxying") --
+    connect_timeout: Duration = Field(5.0, gt=0, description="TCP (+TLS) connect to a target")
+    idle_timeout: Duration = Field(
+        60.0, gt=0, description="a streamed body or WebSocket silent this long is closed"
+    )
+    max_connections: int = Field(
+        100, ge=1, le=100_000, description="upstream connections of this route (own pool)"
+    )
+    max_concurrent_requests: int | None = Field(
+        None, ge=1, description="requests in progress on this route; more → 503"
+    )
+    max_body_size: ByteSize | None = Field(
+        None, ge=0, description="request body limit → 413 (default: server.max_body_size)"
+    )
+    strip_prefix: bool | str = Field(
+        False, description="true: remove the matched path_prefix; or a leading path to remove"
+    )
+    rewrite_prefix: str | None = Field(
+        None, description="replace the matched path_prefix (or path) with this one"
+    )
+    preserve_host: bool = Field(False, description="send the client's Host upstream")
+    host_header: HostPort | None = Field(
+        None, description="send this Host upstream (default: the target's host[:port])"
+    )
+    forward_token: bool = Field(True, description="false: Authorization is not forwarded")
+    request_headers: HeaderEditsSpec = Field(
+        default_factory=lambda: HeaderEditsSpec.model_validate({}),
+        description="remove / set / add headers on the upstream request",
+    )
+    response_headers: HeaderEditsSpec = Field(
+        default_factory=lambda: HeaderEditsSpec.model_validate({}),
+        description="remove / set / add headers on the response",
+    )
+    cors: CorsSpec | None = Field(None, description="answer CORS preflights, add CORS headers")
+    websocket: WebSocketSpec = Field(
+        default_factory=lambda: WebSocketSpec.model_validate({}), description="WebSocket relay"
+    )
 
     @model_validator(mode="after")
     def _require_needs_auth(self) -> RouteSpec:
@@ -357,6 +450,10 @@ class RouteSpec(Spec):
             raise ValueError("a route with auth: none cannot require scopes")
         if self.auth == "none" and self.issuers:
             raise ValueError("a route with auth: none cannot restrict issuers")
+        if self.strip_prefix is not False and self.rewrite_prefix is not None:
+            raise ValueError("give strip_prefix or rewrite_prefix, not both")
+        if self.preserve_host and self.host_header is not None:
+            raise ValueError("give preserve_host or host_header, not both")
         return self
 
 

@@ -55,32 +55,45 @@ def request_headers(
     upstream_authority: str,
     client_ip: str | None,
     proto: str,
+    trusted_peer: bool = False,
 ) -> CIMultiDict[str]:
     """Headers for the upstream request, before identity headers are added.
 
-    ``stripped`` holds normalised names to remove (forwarding and identity headers).
+    ``stripped`` holds normalised names to remove (forwarding and identity headers). When the
+    peer is a trusted proxy (``server.trusted_proxies``), its ``Forwarded`` / ``X-Forwarded-*``
+    / ``X-Real-IP`` headers are kept and extended with this hop instead of being replaced.
     """
     nominated = connection_nominated(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     via = []
+    kept: dict[str, list[str]] = {}
     for name, value in incoming.items():
-        if _drop(name, nominated, stripped) or name.lower() == "host":
+        lower = name.lower()
+        if trusted_peer and lower in FORWARDING and lower not in nominated:
+            kept.setdefault(lower, []).append(value)
             continue
-        if name.lower() == "via":
+        if _drop(name, nominated, stripped) or lower == "host":
+            continue
+        if lower == "via":
             via.append(value)
             continue
         out.add(name, value)
     out[hdrs.HOST] = upstream_authority
     original_host = incoming.get(hdrs.HOST)
-    if client_ip:
-        out["X-Forwarded-For"] = client_ip
-    out["X-Forwarded-Proto"] = proto
-    if original_host:
-        out["X-Forwarded-Host"] = original_host
-    forwarded = [f"for={_forwarded_node(client_ip)}" if client_ip else "", f"proto={proto}"]
+    chain = [*kept.get("x-forwarded-for", ()), *([client_ip] if client_ip else ())]
+    if chain:
+        out["X-Forwarded-For"] = ", ".join(chain)
+    out["X-Forwarded-Proto"] = kept.get("x-forwarded-proto", [proto])[0]
+    forwarded_host = kept.get("x-forwarded-host", [original_host or ""])[0]
+    if forwarded_host:
+        out["X-Forwarded-Host"] = forwarded_host
+    for name in ("X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-IP"):
+        for value in kept.get(name.lower(), ()):
+            out.add(name, value)
+    element = [f"for={_forwarded_node(client_ip)}" if client_ip else "", f"proto={proto}"]
     if original_host and _is_token_safe(original_host):
-        forwarded.append(f'host="{original_host}"')
-    out["Forwarded"] = ";".join(p for p in forwarded if p)
+        element.append(f'host="{original_host}"')
+    out["Forwarded"] = ", ".join([*kept.get("forwarded", ()), ";".join(p for p in element if p)])
     out[hdrs.VIA] = ", ".join([*via, VIA_TOKEN])
     return out
 

@@ -211,3 +211,18 @@ async def test_a_bad_server_certificate_file_is_a_config_error(start_gateway, tm
     with pytest.raises(ConfigError) as info:
         await start_gateway(config)
     assert info.value.problems[0].path == "server.tls"
+
+
+async def test_a_renewed_certificate_is_picked_up_by_the_config_reload(
+    https_gateway, tmp_path, ca
+):
+    """The certificate files are watched like the config: renewing them is a reload."""
+    port = https_gateway.server.public_address.port
+    new_ca = trustme.CA()
+    write_cert(new_ca.issue_cert("127.0.0.1"), tmp_path, "server")
+    result = await https_gateway.server.reload("test")
+    assert result.result == "success"
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.open_connection("127.0.0.1", port, ssl=client_context(ca))
+    _, fresh = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(new_ca))
+    fresh.close()

@@ -419,3 +419,28 @@ async def test_jwks_caches_survive_a_reload_and_unused_ones_are_closed(
     finally:
         idp.release.set()
         await runner.cleanup()
+
+
+async def test_a_reload_keeps_unchanged_upstream_pools_and_drops_removed_ones(
+    start_gateway: GatewayFactory, config: dict[str, Any], http: aiohttp.ClientSession,
+) -> None:
+    gw = await start_gateway(config)
+    forwarder = gw.server.forwarder
+    assert forwarder is not None
+    registry = forwarder.state.pools
+    runtime = gw.server.holder.current
+    orders = next(r for _, r in runtime.routes.entries() if r.name == "orders-read")
+    kept = forwarder.pool_of(orders)
+    names_before = {name for name, _ in registry._states}
+    assert "status" in names_before
+
+    config["routes"] = [r for r in config["routes"] if r["name"] != "status"]
+    write(gw.config_path, config)
+    assert (await gw.server.reload()).result == "success"
+
+    names_after = {name for name, _ in registry._states}
+    assert names_after == names_before - {"status"}
+    new_runtime = gw.server.holder.current
+    same_route = next(r for _, r in new_runtime.routes.entries() if r.name == "orders-read")
+    assert forwarder.pool_of(same_route) is kept
+    assert await status_of(http, gw, "/status") == 404

@@ -22,6 +22,8 @@ from .middleware import errors, make_observe
 from .pipeline import handle
 from .proxy.forward import Forwarder, create_session
 from .revocation.memory import MemoryRevocationStore
+from .revocation.redis import RedisRevocationStore
+from .revocation.redis_target import RedisSettings
 from .revocation.store import RevocationStore
 from .runtime import RuntimeHolder
 from .settings import Address, Settings
@@ -53,6 +55,14 @@ def create_app(
     return app
 
 
+def create_store(loaded: LoadedConfig, metrics: GatewayMetrics) -> RevocationStore:
+    """The revocation store the config asks for (created once: it survives reloads)."""
+    spec = loaded.spec.revocation
+    if spec is not None and spec.store == "redis":
+        return RedisRevocationStore(RedisSettings.from_spec(spec), metrics)
+    return MemoryRevocationStore()
+
+
 class GatewayServer:
     """Both listeners, the upstream session and the revocation store of one process."""
 
@@ -66,7 +76,9 @@ class GatewayServer:
         self.loaded = loaded
         self.settings = Settings.from_spec(loaded.spec)
         self.metrics = metrics or GatewayMetrics(version=__version__)
-        self.store: RevocationStore = store if store is not None else MemoryRevocationStore()
+        self.store: RevocationStore = (
+            store if store is not None else create_store(loaded, self.metrics)
+        )
         self.holder: RuntimeHolder | None = None
         self._runners: list[web.BaseRunner] = []
         self._session: aiohttp.ClientSession | None = None
@@ -84,6 +96,8 @@ class GatewayServer:
         )
         self.metrics.record_config_loaded(runtime.sha256, time.time())
         self.holder = RuntimeHolder(runtime)
+        if isinstance(self.store, RedisRevocationStore):
+            await self.store.start()  # bounded wait for the first load
         self._session = create_session()
         public = create_app(self.holder, self.metrics, self._session)
         admin = create_admin_app(self.holder, self.metrics, self.store, self.is_ready)

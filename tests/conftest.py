@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.tokens",
     "tests.fixtures.upstream",
     "tests.fixtures.gateway",
+    "tests.fixtures.redis",
 ]

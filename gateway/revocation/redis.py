@@ -26,9 +26,6 @@ from .wire import encode_entry, field_of, unrevoke_fields
 
 log = logging.getLogger("gateway.revocation")
 
-#: How long ``start`` waits for the first load before serving (then on_unavailable applies).
-STARTUP_WAIT = 2.0
-
 
 class RedisRevocationStore:
     def __init__(
@@ -46,8 +43,13 @@ class RedisRevocationStore:
     def _count_error(self, exc: BaseException) -> None:
         self.metrics.revocation_store_errors.inc()
 
-    async def start(self, wait: float = STARTUP_WAIT) -> None:
-        """Start the feed; wait up to ``wait`` seconds for the first load, never longer."""
+    async def start(self, wait: float | None = None) -> None:
+        """Start the feed; wait for the first load up to ``wait`` (default max_staleness).
+
+        A gateway whose Redis is down at start-up serves anyway: until the first load,
+        ``on_unavailable`` applies to every check.
+        """
+        wait = self.settings.max_staleness if wait is None else wait
         if self._task is None:
             self._task = asyncio.create_task(self.sync.run(), name="revocation-sync")
         with contextlib.suppress(TimeoutError):

@@ -164,8 +164,23 @@ class RedisLink:
         self.breaker.record_success()
         return result
 
-    def pubsub(self) -> PubSub:
-        return self.client.pubsub(ignore_subscribe_messages=True)
+    async def sentinel_master(self) -> tuple[str, int] | None:
+        """Sentinel mode: the master's address as the sentinels see it now (None otherwise).
+
+        Asking also makes redis-py drop idle connections to a master that was replaced.
+        """
+        if self.settings.mode != "sentinel":
+            return None
+        pool: Any = getattr(self.client, "connection_pool", None)
+        host, port = await self.call(lambda _: pool.get_master_address())
+        return str(host), int(port)
+
+    async def pubsub(self) -> PubSub:
+        client = self.client
+        if isinstance(client, RedisCluster):
+            # the node of the channel's slot comes from the slot map: load it first
+            await self.call(lambda _: client.initialize())
+        return client.pubsub(ignore_subscribe_messages=True)
 
     async def close(self) -> None:
         with contextlib.suppress(*REDIS_FAILURES):

@@ -90,6 +90,7 @@ class RevocationSync:
         self._buffer: list[Message] | None = None   # not None while a full load runs
         self._resync_requested = asyncio.Event()
         self._resubscribed = False
+        self._subscribed_to: tuple[str, int] | None = None  # the subscription's server
         self._epoch: str | None = None
         self._applied = 0                  # every version up to this one has been applied
         self._ahead: set[int] = set()      # versions seen beyond _applied
@@ -100,6 +101,7 @@ class RevocationSync:
         self.connected = False
         self.last_error: str | None = None
         self.last_load: dict[str, Any] | None = None
+        self.loading_progress = 0  # entries read by the load in progress
         self.gaps = 0
         self.resyncs = 0
         self.reseeds = 0
@@ -158,7 +160,7 @@ class RevocationSync:
 
     async def _session(self, cause: str) -> None:
         self.phase = "connecting"
-        pubsub = self.link.pubsub()
+        pubsub = await self.link.pubsub()
         self._resubscribed = False
         connection: Any = None
         try:
@@ -166,6 +168,8 @@ class RevocationSync:
             connection = pubsub.connection
             if connection is not None:
                 connection.register_connect_callback(self._on_connect)
+                self._subscribed_to = (str(getattr(connection, "host", "")),
+                                       int(getattr(connection, "port", 0) or 0))
             self.connected = True
             self._gap(cause)
             reader = asyncio.create_task(self._read(pubsub))
@@ -268,6 +272,11 @@ class RevocationSync:
         nonce = f"{self._instance}-{self._pings}"
         echoed = asyncio.Event()
         self._pending_ping = (nonce, echoed)
+        master = await self.link.sentinel_master()
+        if master is not None and self._subscribed_to is not None and \
+                master != self._subscribed_to:
+            raise SyncLost("failover", f"the sentinels moved the master to {master[0]}:"
+                                       f"{master[1]}")
         epoch, version = await self._read_state()
         if epoch != self._epoch or version < self._applied:
             self._gap("epoch" if epoch != self._epoch else "version")
@@ -342,6 +351,7 @@ class RevocationSync:
         index = RevocationIndex()
         skipped = 0
         cursor = 0
+        self.loading_progress = 0
         now = self._clock()
         while True:
 
@@ -349,6 +359,7 @@ class RevocationSync:
                 return await c.hscan(self.keys.entries, at, count=scripts.SCAN_BATCH)
 
             cursor, items = await self.link.call(page, slow=True)
+            self.loading_progress += len(items)
             for raw in items.values():
                 try:
                     entry = decode_entry(raw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,20 @@ import aiohttp
 import pytest
 
 from gateway.revocation.redis import RedisRevocationStore
-from tests.fixtures.gateway import ADMIN_TOKEN, GatewayFactory, RunningGateway, base_config
+from tests.fixtures.gateway import GatewayFactory, RunningGateway, base_config
 from tests.fixtures.keys import KeyPair
 from tests.fixtures.redis import RedisProcess
 from tests.fixtures.tokens import ISSUER, TokenFactory
 from tests.fixtures.upstream import Upstream
-from tests.integration.test_revocation import ORDERS, admin, assert_revoked, get, http  # noqa: F401
+from tests.integration.test_revocation import admin, assert_revoked, get
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 def redis_revocation(url: str | None = None, **extra: Any) -> dict[str, Any]:

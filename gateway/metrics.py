@@ -102,6 +102,7 @@ class GatewayMetrics:
         )
         self.build_info.labels(version=version or "unknown").set(1)
         self._config_hash: str | None = None
+        self._revocation_lookup_children: dict[str, Counter] = {}
 
     def record_request(self, route: str, method: str, code: int, seconds: float) -> None:
         self.requests.labels(route, method_label(method), str(code)).inc()
@@ -117,7 +118,12 @@ class GatewayMetrics:
         self.upstream_errors.labels(route, reason).inc()
 
     def record_revocation_lookup(self, result: str) -> None:
-        self.revocation_lookups.labels(result).inc()
+        # on every authenticated request: the labelled child is looked up once per result
+        child = self._revocation_lookup_children.get(result)
+        if child is None:
+            child = self._revocation_lookup_children[result] = \
+                self.revocation_lookups.labels(result)
+        child.inc()
         if result == "error":
             self.revocation_store_errors.inc()
 

@@ -250,3 +250,37 @@ async def test_credentials_in_the_url_are_not_shown(
         text = await resp.text()
     assert "s3cret-pw" not in text
     assert f"redis://127.0.0.1:{secured.port}/0" in text
+
+
+async def test_the_cli_revokes_issuer_wide_and_lists_by_subject(
+    three: list[RunningGateway], http: aiohttp.ClientSession, make_token: TokenFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.cli import main
+
+    gw = three[0]
+
+    async def cli(*args: str) -> tuple[int, Any]:
+        argv = [*args, "-c", str(gw.config_path), "--admin-url", gw.admin_url]
+        code = await asyncio.to_thread(main, argv)
+        out = capsys.readouterr().out
+        return code, json.loads(out) if out else None
+
+    now = int(time.time())
+    old, new = make_token(iat=now - 200), make_token(iat=now)
+    code, entry = await cli("revoke", "--issuer-wide", "--before", str(now - 100),
+                            "--reason", "signing key leaked")
+    assert code == 0
+    assert (entry["kind"], entry["value"], entry["reason"]) == (
+        "issuer", ISSUER, "signing key leaked")
+    await until_status(http, three[2], old, 401, timeout=1.0)
+    assert (await get(http, three[2], new))[0] == 200
+
+    assert (await cli("revoke", "--sub", "carol"))[0] == 0
+    code, listed = await cli("revocations", "--sub", "carol")
+    assert code == 0 and [e["value"] for e in listed["entries"]] == ["carol"]
+    code, listed = await cli("revocations", "--kind", "issuer", "--limit", "5")
+    assert [e["kind"] for e in listed["entries"]] == ["issuer"]
+
+    assert (await cli("unrevoke", "--issuer-wide"))[0] == 0
+    await until_status(http, three[2], old, 200, timeout=1.0)

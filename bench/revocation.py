@@ -14,9 +14,11 @@ Everything runs on 127.0.0.1 on free ports, each part in its own process: a redi
    - ``naive``: a store doing one Redis ``EXISTS`` per request (what a revocation list without
      a local copy costs at the very least; defined only here).
    The three run side by side; the load goes to one at a time, ``--duration`` seconds each,
-   interleaved for ``--rounds`` rounds. Reported: the median requests/s of each, and the median
-   of the per-round ratios (robust against whatever else the machine does meanwhile). Then the
-   revocation step alone is timed in-process (µs per check) for both stores.
+   interleaved for ``--rounds`` rounds. Reported: the median requests/s of each, the median of
+   the per-round ratios, and the gateway process's CPU time per request (from /proc: on a
+   machine shared with other work the wall-clock rate is noisy, CPU per request much less so;
+   1e6 / CPU µs is the rate one saturated core would give). Then the revocation step alone is
+   timed in-process (µs per check) for both stores.
    Load generator: ``wrk`` when on PATH, else an aiohttp client in its own process. With two
    or more CPUs the gateway runs alone on the last one, everything else on the others.
 2. Propagation: three ``redis`` gateways; ``--revocations`` times, a jti is revoked through
@@ -300,7 +302,15 @@ def wait_current(admin_port: int, timeout: float = 60.0) -> None:
     raise RuntimeError("the revocation list never loaded")
 
 
-def measure_rps(url: str, token: str, connections: int, duration: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_rps(url: str, token: str, connections: int, duration: float) -> tuple[float, int]:
+    """(requests per second, requests answered)."""
     if shutil.which("wrk"):
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
@@ -310,8 +320,9 @@ def measure_rps(url: str, token: str, connections: int, duration: float) -> floa
         if "Non-2xx" in out:
             raise RuntimeError(f"non-2xx answers during the run:\n{out}")
         m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        assert m is not None, out
-        return float(m.group(1))
+        n = re.search(r"(\d+) requests in", out)
+        assert m is not None and n is not None, out
+        return float(m.group(1)), int(n.group(1))
     out = subprocess.run(
         [sys.executable, __file__, "loadgen", url, token, str(connections), str(duration)],
         capture_output=True, text=True, check=True, preexec_fn=pinned(OTHER_CPUS),
@@ -319,7 +330,7 @@ def measure_rps(url: str, token: str, connections: int, duration: float) -> floa
     result = json.loads(out)
     if result["other"]:
         raise RuntimeError(f"non-200 answers during the run: {result}")
-    return float(result["rps"])
+    return float(result["rps"]), int(result["ok"])
 
 
 def seed_unrelated(redis_url: str, n: int, prefix: str = "bench") -> None:
@@ -349,29 +360,37 @@ def throughput(args: argparse.Namespace, procs: Processes, setup: Setup, redis_u
     seed_unrelated(redis_url, args.entries)
     token = setup.token()
     variants = ("off", "redis", "naive")
-    urls = {}
+    urls, pids = {}, {}
     for variant in variants:
-        _, port, _ = start_gateway(procs, setup, f"tp-{variant}", variant, redis_url,
-                                   upstream_port)
-        urls[variant] = f"http://127.0.0.1:{port}/api/items"
+        proc, port, _ = start_gateway(procs, setup, f"tp-{variant}", variant, redis_url,
+                                      upstream_port)
+        urls[variant], pids[variant] = f"http://127.0.0.1:{port}/api/items", proc.pid
         measure_rps(urls[variant], token, args.connections, 1.0)  # warm-up
-    results: dict[str, list[float]] = {v: [] for v in variants}
+    rps: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_us: dict[str, list[float]] = {v: [] for v in variants}
     for round_no in range(args.rounds):
         order = variants if round_no % 2 == 0 else tuple(reversed(variants))
         for variant in order:
-            results[variant].append(
-                measure_rps(urls[variant], token, args.connections, args.duration))
+            before = cpu_seconds(pids[variant])
+            rate, requests = measure_rps(urls[variant], token, args.connections, args.duration)
+            rps[variant].append(rate)
+            cpu_us[variant].append((cpu_seconds(pids[variant]) - before) / requests * 1e6)
         print(f"  round {round_no + 1}: " + ", ".join(
-            f"{v} {results[v][-1]:.0f}" for v in variants) + " req/s", file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in results.items()}
+            f"{v} {rps[v][-1]:.0f} req/s {cpu_us[v][-1]:.0f} µs CPU/req" for v in variants),
+            file=sys.stderr)
+    med_rps = {k: statistics.median(v) for k, v in rps.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu_us.items()}
 
     def paired(a: str, b: str) -> float:
-        return statistics.median(x / y - 1 for x, y in zip(results[a], results[b], strict=True))
+        return statistics.median(x / y - 1 for x, y in zip(rps[a], rps[b], strict=True))
 
     return {
-        "runs": results, "median_rps": med,
+        "rps": rps, "cpu_us_per_request": cpu_us, "median_rps": med_rps,
+        "median_cpu_us_per_request": med_cpu,
         "redis_vs_off": paired("redis", "off"), "naive_vs_off": paired("naive", "off"),
-        "redis_vs_naive": paired("redis", "naive"), "entries_loaded": args.entries,
+        "cpu_redis_vs_off": med_cpu["redis"] / med_cpu["off"] - 1,
+        "cpu_naive_vs_off": med_cpu["naive"] / med_cpu["off"] - 1,
+        "entries_loaded": args.entries,
     }
 
 
@@ -535,11 +554,15 @@ def render(report: dict[str, Any]) -> str:
              f"load generator {report['load_generator']}", ""]
     tp = report.get("throughput")
     if tp:
-        med = tp["median_rps"]
-        lines += ["| variant | median req/s | median paired change vs off |", "|---|---:|---:|"]
+        med, cpu = tp["median_rps"], tp["median_cpu_us_per_request"]
+        lines += ["| variant | median req/s | paired req/s vs off | gateway CPU µs/request | "
+                  "CPU vs off | max req/s on one core (1e6 / CPU µs) |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for variant in ("off", "redis", "naive"):
             change = 0.0 if variant == "off" else tp[f"{variant}_vs_off"]
-            lines.append(f"| {variant} | {med[variant]:.0f} | {change * 100:+.1f} % |")
+            lines.append(f"| {variant} | {med[variant]:.0f} | {change * 100:+.1f} % | "
+                         f"{cpu[variant]:.0f} | {(cpu[variant] / cpu['off'] - 1) * 100:+.1f} % "
+                         f"| {1e6 / cpu[variant]:.0f} |")
         lines.append("")
     cost = report.get("check_cost")
     if cost:

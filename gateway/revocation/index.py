@@ -17,12 +17,18 @@ from .store import KINDS, Kind, Page, Revocation
 Key = tuple[Kind, str, str]
 
 
+_BUCKET = 60.0  # seconds of expiry per pruning bucket
+
+
 class RevocationIndex:
-    __slots__ = ("_maps", "_size")
+    __slots__ = ("_buckets", "_maps", "_size")
 
     def __init__(self) -> None:
         self._maps: dict[Kind, dict[str, dict[str, Revocation]]] = {k: {} for k in KINDS}
         self._size = 0
+        # entries by the minute they expire in: pruning touches only what has expired, never
+        # walks the whole index (which would stall the event loop at a million entries)
+        self._buckets: dict[int, list[Revocation]] = {}
 
     def __len__(self) -> int:
         return self._size
@@ -56,6 +62,12 @@ class RevocationIndex:
         if entry.value not in by_value:
             self._size += 1
         by_value[entry.value] = entry
+        bucket = int(entry.expires_at // _BUCKET)
+        entries = self._buckets.get(bucket)
+        if entries is None:
+            self._buckets[bucket] = [entry]
+        else:
+            entries.append(entry)
 
     def remove(self, kind: Kind, issuer: str, value: str) -> bool:
         by_value = self._maps[kind].get(issuer)
@@ -67,11 +79,20 @@ class RevocationIndex:
         return True
 
     def prune(self, now: float) -> int:
-        """Drop every expired entry; the number dropped."""
-        expired = [e for e in self.entries() if e.expires_at <= now]
-        for entry in expired:
-            self.remove(entry.kind, entry.issuer, entry.value)
-        return len(expired)
+        """Drop the entries of every bucket that has fully expired; the number dropped.
+
+        Costs the number of expired entries (and of replaced or removed ones in those
+        buckets). Entries expiring in the current minute go at the next prune; until then a
+        lookup that meets one drops it.
+        """
+        current = int(now // _BUCKET)
+        dropped = 0
+        for bucket in [b for b in self._buckets if b < current]:
+            for entry in self._buckets.pop(bucket):
+                if self.get(entry.kind, entry.issuer, entry.value) is entry:
+                    self.remove(entry.kind, entry.issuer, entry.value)
+                    dropped += 1
+        return dropped
 
     def entries(self) -> Iterator[Revocation]:
         for by_issuer in self._maps.values():

@@ -37,9 +37,9 @@ from typing import Any
 from redis.asyncio.client import PubSub
 
 from ..metrics import GatewayMetrics
-from . import scripts
 from .index import RevocationIndex
-from .redis_target import REDIS_FAILURES, Client, RedisLink, describe_failure
+from .redis_target import REDIS_FAILURES, RedisLink, describe_failure
+from .snapshot import load_index, prune_redis, reseed
 from .store import StoreError
 from .wire import (
     Change,
@@ -47,12 +47,8 @@ from .wire import (
     Ping,
     Resync,
     WireError,
-    decode_entry,
     decode_message,
-    encode_entry,
-    field_of,
     ping_message,
-    resync_message,
 )
 
 log = logging.getLogger("gateway.revocation")
@@ -325,7 +321,9 @@ class RevocationSync:
                 await self.link.call(lambda c: c.set(self.keys.epoch, os.urandom(12).hex(),
                                                      nx=True))
                 epoch, version = await self._read_state()
-            index, skipped = await self._scan()
+            self.loading_progress = 0
+            index, skipped = await load_index(self.link, self.keys, self._clock(),
+                                              self._progress)
         except BaseException:
             self.metrics.record_revocation_resync("failure")
             buffered, self._buffer = self._buffer, None
@@ -347,31 +345,6 @@ class RevocationSync:
         self.first_sync.set()
         log.info("revocation list loaded from Redis", extra=self.last_load)
 
-    async def _scan(self) -> tuple[RevocationIndex, int]:
-        index = RevocationIndex()
-        skipped = 0
-        cursor = 0
-        self.loading_progress = 0
-        now = self._clock()
-        while True:
-
-            async def page(c: Client, at: int = cursor) -> tuple[int, Any]:
-                return await c.hscan(self.keys.entries, at, count=scripts.SCAN_BATCH)
-
-            cursor, items = await self.link.call(page, slow=True)
-            self.loading_progress += len(items)
-            for raw in items.values():
-                try:
-                    entry = decode_entry(raw)
-                except WireError as exc:
-                    skipped += 1
-                    log.warning("skipped a malformed revocation entry in Redis: %s", exc)
-                    continue
-                if entry.expires_at > now:
-                    index.put(entry)
-            if cursor == 0:
-                return index, skipped
-
     async def _recover_loss(self, epoch: str | None, version: int) -> bool:
         """Re-seed Redis from memory if it lost the list; True when something was written."""
         if self._epoch is None:
@@ -392,30 +365,15 @@ class RevocationSync:
         )
         self.reseeds += 1
         self.metrics.revocation_reseeds.inc()
-        keys = [self.keys.entries, self.keys.expiry]
-        added = 0
-        for i in range(0, len(live), scripts.RESEED_BATCH):
-            args: list[str | float] = []
-            for entry in live[i:i + scripts.RESEED_BATCH]:
-                args += [field_of(entry.kind, entry.issuer, entry.value), encode_entry(entry),
-                         entry.expires_at]
-
-            async def seed(c: Client, a: list[str | float] = args) -> Any:
-                return await c.eval(scripts.RESEED, 2, *keys, *a)
-
-            added += int(await self.link.call(seed, slow=True))
-        new_version = int(await self.link.call(lambda c: c.incr(self.keys.version)))
-        await self.link.call(
-            lambda c: c.publish(self.keys.channel, resync_message(new_version))
-        )
+        added = await reseed(self.link, self.keys, live)
         log.error("re-seeded Redis with %d of %d revocations", added, len(live))
         return True
 
     async def _prune(self) -> None:
         dropped = self.index.prune(self._clock())
-        now = f"{self._clock():.3f}"
-        await self.link.call(lambda c: c.eval(
-            scripts.PRUNE, 2, self.keys.entries, self.keys.expiry, now, scripts.PRUNE_BATCH
-        ))
+        await prune_redis(self.link, self.keys, self._clock())
         if dropped:
             self.metrics.record_revocation_entries(self.index.counts())
+
+    def _progress(self, n: int) -> None:
+        self.loading_progress += n

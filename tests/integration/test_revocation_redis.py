@@ -284,3 +284,63 @@ async def test_the_cli_revokes_issuer_wide_and_lists_by_subject(
 
     assert (await cli("unrevoke", "--issuer-wide"))[0] == 0
     await until_status(http, three[2], old, 200, timeout=1.0)
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1, made for this run."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "redis.crt", folder / "redis.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+async def test_rediss_with_an_acl_user_works_and_its_password_is_not_shown(
+    start_gateway: GatewayFactory, tmp_path: Path, upstream: Upstream, rsa_key: KeyPair,
+    ec_key: KeyPair, redis_launcher: Any, http: aiohttp.ClientSession,
+    make_token: TokenFactory,
+) -> None:
+    from tests.fixtures.redis import free_port
+
+    cert, key = self_signed(tmp_path)
+    tls_port = free_port()
+    try:
+        redis_launcher.server(
+            "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file",
+            str(key), "--tls-auth-clients", "no",
+            "--user", "gw", "on", ">gw-s3cret", "~*", "&*", "+@all",
+            "--user", "default", "off",
+        )
+    except AssertionError as exc:
+        pytest.skip(f"this redis-server cannot do TLS ({str(exc)[-120:]})")
+    url = f"rediss://gw:gw-s3cret@127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+    gw = await start_gateway(redis_config(tmp_path, upstream, rsa_key, ec_key, url=url))
+    token = make_token(jti="over-tls")
+    assert (await get(http, gw, token))[0] == 200
+    await admin(http, gw, "POST", json={"jti": "over-tls"})
+    assert (await get(http, gw, token))[0] == 401
+    async with http.get(gw.admin_url + "/status") as resp:
+        text = await resp.text()
+    assert "gw-s3cret" not in text and "rediss://127.0.0.1" in text

@@ -58,13 +58,15 @@ def test_put_replaces_remove_counts_and_prune() -> None:
     index = RevocationIndex()
     index.put(Revocation("jti", ISS, "j1", NOW + 1))
     index.put(Revocation("jti", ISS, "j1", NOW + 50, reason="again"))
-    index.put(Revocation("sub", OTHER, "bob", NOW - 5, NOW - 100))
+    index.put(Revocation("sub", OTHER, "bob", NOW - 300, NOW - 400))
+    index.put(Revocation("client", ISS, "web", NOW - 300))
+    index.remove("client", ISS, "web")  # already gone: not counted by prune
     assert len(index) == 2
     assert index.counts() == {"jti": 1, "sub": 1, "client": 0, "issuer": 0}
     entry = index.get("jti", ISS, "j1")
     assert entry is not None and entry.reason == "again"
-    assert index.prune(NOW) == 1
-    assert index.remove("jti", ISS, "j1") is True
+    assert index.prune(NOW) == 1  # the replaced j1 (NOW + 1) is not dropped with its old copy
+    assert index.prune(NOW + 120) == 1
     assert index.remove("jti", ISS, "j1") is False
     assert len(index) == 0 and list(index.entries()) == []
 

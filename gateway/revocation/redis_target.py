@@ -112,6 +112,7 @@ class RedisLink:
         self.breaker = CircuitBreaker(threshold=3, reset_after=max(1.0, settings.deadline),
                                       clock=clock)
         self._on_error = on_error
+        self.last_failure = "no failure"
         self.client: Client = self._client()
 
     def _common(self) -> dict[str, Any]:
@@ -157,10 +158,12 @@ class RedisLink:
             async with asyncio.timeout(self.settings.deadline * (2 if slow else 1)):
                 result = await fn(self.client)
         except REDIS_FAILURES as exc:
-            if not isinstance(exc, CircuitOpen):
-                self.breaker.record_failure()
             self._on_error(exc)
-            raise StoreError(describe_failure(exc)) from exc
+            if isinstance(exc, CircuitOpen):
+                raise StoreError(f"circuit breaker open after: {self.last_failure}") from exc
+            self.breaker.record_failure()
+            self.last_failure = describe_failure(exc)
+            raise StoreError(self.last_failure) from exc
         self.breaker.record_success()
         return result
 

@@ -115,7 +115,8 @@ async def test_a_paused_redis_never_stalls_a_request_and_then_the_policy_applies
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             status, took, headers = await timed_get(http, gw, token)
-            assert took < 0.1, f"a request waited {took:.3f}s on a paused Redis"
+            # a request that waited on Redis would take the command timeout (250 ms) or more
+            assert took < 0.25, f"a request waited {took:.3f}s on a paused Redis"
             statuses.append(status)
         assert statuses[0] == 200 and statuses[-1] == 503  # served from memory, then stale
         assert headers["Retry-After"] == "1"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -332,6 +333,11 @@ class RevocationSync:
             raise
         buffered, self._buffer = self._buffer, None
         self.index = index
+        # The index is a large, long-lived, acyclic structure: move it (and everything else
+        # alive now) out of the cyclic collector's sight. Without this, every full collection
+        # walks every entry, which costs a few % of throughput at 100k entries. Entries are
+        # still freed by reference counting when a later load replaces them.
+        gc.freeze()
         self._epoch = epoch
         self._applied, self._ahead, self._expected = version, set(), version
         for message in buffered:

@@ -65,15 +65,20 @@ def _optional_text(body: dict[str, Any], name: str) -> str | None:
 
 
 def _subject_of(body: dict[str, Any], runtime: Runtime) -> tuple[Kind, str, str]:
-    """(kind, issuer, value) named by a request body or query."""
+    """(kind, issuer, value) named by a request body or query.
+
+    ``{"kind": "issuer", "iss": I}`` names the issuer-wide cutoff (every token of I).
+    """
     named = [f for f in KIND_FIELDS if body.get(f) not in (None, "")]
-    if len(named) != 1:
+    issuer_wide = body.get("kind") == "issuer"
+    if len(named) + issuer_wide != 1:
         raise AdminRequestError(
-            400, "invalid_request", "give exactly one of: " + ", ".join(KIND_FIELDS)
+            400, "invalid_request",
+            "give exactly one of: " + ", ".join(KIND_FIELDS) + ', or "kind": "issuer"',
         )
-    field = named[0]
-    value = body[field]
-    if not isinstance(value, str) or len(value) > 1024:
+    field = named[0] if named else "iss"
+    value = body.get(field)
+    if not issuer_wide and (not isinstance(value, str) or len(value) > 1024):
         raise AdminRequestError(400, "invalid_request", f"{field} must be a string")
     named_issuer = body.get("iss")
     if named_issuer is not None and not isinstance(named_issuer, str):
@@ -85,7 +90,15 @@ def _subject_of(body: dict[str, Any], runtime: Runtime) -> tuple[Kind, str, str]
         )
     if issuer not in runtime.verifier.issuers:
         raise AdminRequestError(400, "invalid_request", f"iss {issuer[:200]!r} is not configured")
-    return KIND_FIELDS[field], issuer, value
+    if issuer_wide:
+        return "issuer", issuer, issuer
+    return KIND_FIELDS[field], issuer, str(value)
+
+
+def _store_state(store: RevocationStore) -> dict[str, Any]:
+    """The store's own state (Redis: connection, sync, entries), when it reports one."""
+    describe = getattr(store, "describe", None)
+    return {"state": describe()} if callable(describe) else {}
 
 
 def create_admin_app(
@@ -152,6 +165,7 @@ def create_admin_app(
             "revocation": None if runtime.revocation is None else {
                 "store": type(runtime.revocation.store).__name__,
                 "on_unavailable": runtime.revocation.on_unavailable,
+                **_store_state(runtime.revocation.store),
             },
         })
 
@@ -218,8 +232,15 @@ def create_admin_app(
             limit = min(max(int(q.get("limit", "100")), 1), 1000)
         except ValueError:
             raise AdminRequestError(400, "invalid_request", "limit must be a number") from None
+        value = q.get("value")
+        for field, field_kind in KIND_FIELDS.items():  # ?sub=alice is kind=sub&value=alice
+            if q.get(field):
+                if (kind not in (None, field_kind)) or value not in (None, q[field]):
+                    raise AdminRequestError(400, "invalid_request",
+                                            f"{field} contradicts kind or value")
+                kind, value = field_kind, q[field]
         page = await store.list(
-            kind=kind, issuer=q.get("iss"), value=q.get("value"),
+            kind=kind, issuer=q.get("iss"), value=value,
             limit=limit, cursor=q.get("cursor"),
         )
         return web.json_response({

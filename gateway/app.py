@@ -33,6 +33,8 @@ from .proxy.forward import Forwarder, create_session
 from .proxy.outgoing import finish_response
 from .reload import ConfigWatcher, ReadFile, ReloadResult
 from .revocation.memory import MemoryRevocationStore
+from .revocation.redis import RedisRevocationStore
+from .revocation.redis_target import RedisSettings
 from .revocation.store import RevocationStore
 from .runtime import Runtime, RuntimeHolder
 from .settings import Address, Settings
@@ -94,6 +96,14 @@ def create_app(
     return app
 
 
+def create_store(loaded: LoadedConfig, metrics: GatewayMetrics) -> RevocationStore:
+    """The revocation store the config asks for (created once: it survives reloads)."""
+    spec = loaded.spec.revocation
+    if spec is not None and spec.store == "redis":
+        return RedisRevocationStore(RedisSettings.from_spec(spec), metrics)
+    return MemoryRevocationStore()
+
+
 class GatewayServer:
     """Both listeners, the upstream session and the revocation store of one process."""
 
@@ -113,7 +123,10 @@ class GatewayServer:
         self.metrics = metrics or GatewayMetrics(version=__version__)
         # JWKS caches and introspectors: outlive a Runtime, so a reload keeps warm keys
         self.providers = providers or IdentityProviders(self.metrics)
-        self.store: RevocationStore = store if store is not None else MemoryRevocationStore()
+        # the revocation store outlives every Runtime too (its settings need a restart)
+        self.store: RevocationStore = (
+            store if store is not None else create_store(loaded, self.metrics)
+        )
         self.holder: RuntimeHolder | None = None
         self.watcher: ConfigWatcher | None = None
         self._watch_interval = watch_interval
@@ -189,6 +202,8 @@ class GatewayServer:
                 raise ConfigError([self.loaded.problem(
                     ("server", "tls"), f"cannot load the certificate chain: {exc}"
                 )]) from None
+        if isinstance(self.store, RedisRevocationStore):
+            await self.store.start()  # bounded wait for the first load
         self._session = create_session()
         self.forwarder = Forwarder(self._session, self.metrics)
         self.forwarder.start(runtime)

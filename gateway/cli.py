@@ -331,6 +331,8 @@ def _subject_fields(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
+    if getattr(args, "issuer_wide", False):
+        fields["kind"] = "issuer"
     return fields
 
 
@@ -352,6 +354,8 @@ def cmd_unrevoke(args: argparse.Namespace) -> int:
 
 def cmd_revocations(args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("kind", args.kind), ("iss", args.iss), ("value", args.value),
+                                ("sub", args.sub), ("client_id", args.client_id),
+                                ("jti", args.jti),
                                 ("limit", str(args.limit)), ("cursor", args.cursor)) if v}
     return _admin(args, "GET", params=params)
 
@@ -374,6 +378,9 @@ def _subject_options(parser: argparse.ArgumentParser) -> None:
     who.add_argument("--jti", help="one token, by its jti")
     who.add_argument("--sub", help="every token of this subject issued before --before")
     who.add_argument("--client-id", dest="client_id", help="every token of this client")
+    who.add_argument("--issuer-wide", action="store_true",
+                     help="every token of the issuer (--iss) issued before --before: "
+                          "its signing key is compromised")
     parser.add_argument("--iss", help="issuer (default: the only configured one)")
     parser.add_argument("--admin-url", help="admin API base URL (default: from the config)")
 
@@ -434,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _subject_options(p)
     p.add_argument("--exp", type=float, default=None, help="with --jti: the token's exp")
     p.add_argument("--before", type=float, default=None,
-                   help="with --sub/--client-id: unix time cutoff (default: now)")
+                   help="with --sub/--client-id/--issuer-wide: unix time cutoff (default: now)")
     p.add_argument("--reason", default=None, help="free text kept with the entry")
     p.add_argument("--actor", default="cli", help="who revokes (default: cli)")
     p.set_defaults(func=cmd_revoke)
@@ -449,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["jti", "sub", "client", "issuer"])
     p.add_argument("--iss", default=None)
     p.add_argument("--value", default=None, help="a jti, subject or client id")
+    p.add_argument("--sub", default=None, help="only this subject's cutoff")
+    p.add_argument("--client-id", dest="client_id", default=None,
+                   help="only this client's cutoff")
+    p.add_argument("--jti", default=None, help="only this token")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--cursor", default=None)
     p.add_argument("--admin-url", help="admin API base URL (default: from the config)")

@@ -6,7 +6,7 @@ Labels come only from bounded sets: route names (or ``unmatched``), standard met
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -57,6 +57,36 @@ class GatewayMetrics:
         self.revocation_store_errors = Counter(
             "gateway_revocation_store_errors", "Revocation store operations that failed.",
             registry=r,
+        )
+        self.revocation_entries = Gauge(
+            "gateway_revocation_entries", "Revocation entries held in memory, by kind.",
+            ["kind"], registry=r,
+        )
+        self.revocation_sync_lag = Gauge(
+            "gateway_revocation_sync_lag_seconds",
+            "Seconds since the in-memory revocation list was last proven current "
+            "(heartbeat echo or full sync).", registry=r,
+        )
+        self.revocation_propagation = Histogram(
+            "gateway_revocation_propagation_seconds",
+            "Delay from a revocation change being written to its arrival in this instance.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.revocation_gaps = Counter(
+            "gateway_revocation_gaps", "Times the revocation feed may have missed changes, "
+            "by cause.", ["cause"], registry=r,
+        )
+        self.revocation_resyncs = Counter(
+            "gateway_revocation_resyncs", "Full loads of the revocation list, by result.",
+            ["result"], registry=r,
+        )
+        self.revocation_reseeds = Counter(
+            "gateway_revocation_reseeds", "Times this instance re-seeded a Redis that lost "
+            "the revocation list.", registry=r,
+        )
+        self.revocation_connected = Gauge(
+            "gateway_revocation_connected",
+            "1 while the revocation subscription is up and in sync, else 0.", registry=r,
         )
         self.config_reloads = Counter(
             "gateway_config_reloads", "Config loads by result.", ["result"], registry=r
@@ -118,6 +148,7 @@ class GatewayMetrics:
             ["reason"], registry=r,
         )
         self._config_hash: str | None = None
+        self._revocation_lookup_children: dict[str, Counter] = {}
         self._init_key_metrics(r)
 
     def _init_key_metrics(self, r: CollectorRegistry) -> None:
@@ -169,7 +200,12 @@ class GatewayMetrics:
         self.upstream_errors.labels(route, reason).inc()
 
     def record_revocation_lookup(self, result: str) -> None:
-        self.revocation_lookups.labels(result).inc()
+        # on every authenticated request: the labelled child is looked up once per result
+        child = self._revocation_lookup_children.get(result)
+        if child is None:
+            child = self._revocation_lookup_children[result] = \
+                self.revocation_lookups.labels(result)
+        child.inc()
         if result == "error":
             self.revocation_store_errors.inc()
 
@@ -178,6 +214,19 @@ class GatewayMetrics:
 
     def record_rejection(self, route: str, reason: str) -> None:
         self.request_rejections.labels(route, reason).inc()
+
+    def record_revocation_entries(self, counts: Mapping[str, int]) -> None:
+        for kind, n in counts.items():
+            self.revocation_entries.labels(kind).set(n)
+
+    def watch_revocation_sync_lag(self, seconds: Callable[[], float]) -> None:
+        self.revocation_sync_lag.set_function(seconds)
+
+    def record_revocation_gap(self, cause: str) -> None:
+        self.revocation_gaps.labels(cause).inc()
+
+    def record_revocation_resync(self, result: str) -> None:
+        self.revocation_resyncs.labels(result).inc()
 
     def record_config_loaded(self, sha256: str, when: float) -> None:
         self.config_reloads.labels("success").inc()

@@ -8,6 +8,7 @@ keeps the listeners it has. ``restart_changes`` names the differences, for that 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -66,6 +67,9 @@ class Settings:
     http_redirect: Address | None = None
     https_port: int | None = None       # in redirects; None: the public listener's port
     connections: ConnectionLimits = ConnectionLimits(10.0, 75.0, 30.0)
+    # the store is created once per process: its backend and location need a restart (its
+    # on_unavailable and max_token_lifetime reload); credentials are never part of this text
+    revocation_store: str = "memory"
 
     @classmethod
     def from_spec(cls, spec: GatewaySpec, base_dir: Path | None = None) -> Settings:
@@ -83,6 +87,7 @@ class Settings:
             public=Address.parse(spec.server.listen),
             admin=Address.parse(spec.admin.listen),
             demo_upstream=Address.parse(demo.listen) if demo is not None else None,
+            revocation_store=_revocation_store(spec),
             header_field_size=max(HEADER_FIELD_SIZE, spec.server.max_token_bytes + 64),
             tls=tls,
             http_redirect=Address.parse(redirect.listen) if redirect is not None else None,
@@ -108,6 +113,7 @@ _KEYS = {
     "http_redirect": "server.http_redirect.listen",
     "https_port": "server.http_redirect.https_port",
     "connections": "server.header_timeout/keepalive_timeout/shutdown_timeout",
+    "revocation_store": "revocation.store",
 }
 
 
@@ -131,6 +137,20 @@ def describe_changes(running: Mapping[str, str], new: Mapping[str, str]) -> list
 def restart_changes(running: Settings, new: Settings) -> list[str]:
     """``key: old → new`` for every restart-only setting that differs."""
     return describe_changes(running.describe(), new.describe())
+
+
+def _revocation_store(spec: GatewaySpec) -> str:
+    """The revocation backend and where it is, as comparable text without credentials."""
+    revocation = spec.revocation
+    if revocation is None or revocation.store == "memory":
+        return "memory"
+    from .revocation.redis_target import RedisSettings
+
+    redis = RedisSettings.from_spec(revocation)
+    where = redis.describe()
+    timeouts = (f"connect {redis.connect_timeout}s, command {redis.command_timeout}s, "
+                f"heartbeat {redis.heartbeat_interval}s, max_staleness {redis.max_staleness}s")
+    return f"redis {json.dumps(where, sort_keys=True)} tls={redis.tls} ({timeouts})"
 
 
 def _absolute(base: Path, name: str) -> Path:

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.idp",
     "tests.fixtures.authlib_idp",
     "tests.fixtures.process",
+    "tests.fixtures.redis",
 ]

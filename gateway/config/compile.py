@@ -209,6 +209,12 @@ def compile_runtime(
                 continue
             accepted.append(entry)
 
+    if spec.revocation is not None and spec.revocation.store == "redis":
+        for i, issuer_spec in enumerate(spec.issuers):
+            if any(c.isspace() for c in issuer_spec.issuer):
+                problems.add(("issuers", i, "issuer"), "with revocation store redis, an issuer "
+                             "cannot contain white space (Redis fields are 'kind issuer value')")
+
     checker = None
     if spec.revocation is not None:
         if revocation_store is None:

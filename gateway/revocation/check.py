@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,6 +13,10 @@ from ..metrics import GatewayMetrics
 from .store import RevocationStore, StoreError
 
 log = logging.getLogger("gateway.revocation")
+
+#: During an outage every check fails: one warning per this many seconds, not one per request.
+WARNING_INTERVAL = 1.0
+_last_warning = [-WARNING_INTERVAL]  # monotonic time of the last "store unavailable" warning
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +31,10 @@ class RevocationChecker:
             revoked = await self.store.is_revoked(principal)
         except (StoreError, OSError, TimeoutError) as exc:
             self.metrics.record_revocation_lookup("error")
-            log.warning("revocation store unavailable: %s", exc)
+            now = time.monotonic()
+            if now - _last_warning[0] >= WARNING_INTERVAL:
+                _last_warning[0] = now
+                log.warning("revocation store unavailable: %s", exc)
             if self.on_unavailable == "deny":
                 raise RevocationUnavailable(str(exc)) from None
             return

@@ -233,13 +233,13 @@ def test_an_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
     ("args", "message"),
     [
         pytest.param([], "the following arguments are required: COMMAND", id="no command"),
-        pytest.param(["revoke", "-c", "{q}"], "one of the arguments --jti --sub --client-id is "
-                     "required", id="revoke without --jti or --sub"),
+        pytest.param(["revoke", "-c", "{q}"], "one of the arguments --jti --sub --client-id "
+                     "--issuer-wide is required", id="revoke without --jti or --sub"),
         pytest.param(["revoke", "-c", "{q}", "--jti", "a", "--sub", "b"],
                      "argument --sub: not allowed with argument --jti",
                      id="revoke with --jti and --sub"),
         pytest.param(["unrevoke", "-c", "{q}"], "one of the arguments --jti --sub --client-id "
-                     "is required", id="unrevoke without a subject"),
+                     "--issuer-wide is required", id="unrevoke without a subject"),
         pytest.param(["check", "{q}", "-c", "other.yaml"],
                      "give the config file once (positionally or with --config)",
                      id="check with two different files"),

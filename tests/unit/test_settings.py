@@ -30,6 +30,11 @@ def test_the_same_settings_need_no_restart() -> None:
     pytest.param({"server": {"max_token_bytes": 65536}},
                  "server.max_token_bytes: listener header limit 32768 bytes → listener header "
                  "limit 65600 bytes", id="a token limit beyond the listener's header limit"),
+    pytest.param({"revocation": {"store": "redis", "redis_url": "redis://:pw@10.0.0.5:6379/0"}},
+                 'revocation.store: memory → redis {"key_prefix": "gateway:revocation", '
+                 '"master": null, "mode": "single", "where": "redis://10.0.0.5:6379/0"} '
+                 "tls=False (connect 0.25s, command 0.25s, heartbeat 1.0s, max_staleness 3.0s)",
+                 id="the revocation store backend, without its password"),
 ])
 def test_restart_only_changes_are_named_with_their_config_keys(
     sections: dict[str, object], change: str
@@ -45,3 +50,10 @@ def test_describe_changes_compares_texts_of_both_sides() -> None:
     assert describe_changes({"a": "1", "b": "2"}, {"b": "3", "c": "4"}) == [
         "a: 1 → none", "b: 2 → 3", "c: none → 4"]
     assert settings().describe()["server.listen"] == "0.0.0.0:8080"
+
+
+def test_revocation_policy_changes_reload_without_a_restart() -> None:
+    before = settings(revocation={"store": "memory", "on_unavailable": "deny"})
+    after = settings(revocation={"store": "memory", "on_unavailable": "allow",
+                                 "max_token_lifetime": "1h"})
+    assert restart_changes(before, after) == []

@@ -40,8 +40,9 @@ NOW = time.time()
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())  # at call time: the module may be imported minutes earlier
     base: dict[str, Any] = {"iss": ISS, "aud": AUD, "sub": "alice", "scope": "a b",
-                            "iat": int(NOW), "exp": int(NOW) + 300, "jti": "j1"}
+                            "iat": now, "exp": now + 300, "jti": "j1"}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -312,7 +313,7 @@ async def test_introspection_answers_are_checked(answer: Any, error: type[Except
 async def test_an_active_answer_becomes_a_principal() -> None:
     verifier = introspecting(
         {"active": True, "sub": "svc", "client_id": "c", "scope": "a b", "aud": [AUD, "x"],
-         "exp": NOW + 60, "tenant": "acme"},
+         "exp": time.time() + 3600, "tenant": "acme"},
         required_claims=(parse_path("tenant"),))
     principal = await verifier.authenticate("opaque-token")
     assert (principal.issuer, principal.subject, principal.client_id) == (ISS, "svc", "c")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import re
 import time
-import uuid
 from collections.abc import Callable
 
 from aiohttp import hdrs, web
@@ -37,7 +37,7 @@ def request_id_from(value: str | None) -> str:
     """The client's request id when it is sane, else a fresh one."""
     if value is not None and _REQUEST_ID.match(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as uuid4 (which costs ten times more)
 
 
 def make_observe(

@@ -26,7 +26,7 @@ from ..routing import MatchRule, RouteConflict, RouteTable
 from ..runtime import IdentityHeaders, Route, Runtime, Upstream
 from .compile_proxy import compile_route_proxy, compile_server_proxy, target_urls
 from .issuers import IssuerCompiler, read_secret
-from .issuers import resolve as resolve  # re-exported: cli.py uses it
+from .issuers import resolve as resolve  # re-exported: the CLI uses it
 from .load import LoadedConfig, Loc
 from .model import RouteSpec
 from .requirements import compile_policy, route_methods

@@ -265,7 +265,7 @@ def parse_config(
         spec = GatewaySpec.model_validate(document)
     except ValidationError as exc:
         for error in exc.errors(include_input=False, include_url=False):
-            # "<tag>" segments name the branch of a tagged union (model.py): not a YAML key.
+            # "<tag>" segments name the branch of a tagged union (route_model.py): not a YAML key.
             loc: Loc = tuple(p for p in error["loc"] if not str(p).startswith("<"))
             where, local = _locate(file, included, loc)
             if (where, format_loc(local)) in already:

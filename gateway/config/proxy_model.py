@@ -1,8 +1,9 @@
 """Document models of the proxy settings: upstream pools, upstream TLS, header edits, CORS,
 WebSockets, and the public listener's TLS, redirect and limits.
 
-Imported by ``config.model`` (which owns ``RouteSpec`` and ``ServerSpec``); kept apart so the
-route and server models stay short. Same rules: frozen, unknown keys refused, snake_case keys.
+Imported by ``route_model`` and ``server_model`` (which own ``RouteSpec`` and ``ServerSpec``);
+kept apart so the route and server models stay short. Same rules: frozen, unknown keys refused,
+snake_case keys.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from .model import Duration, HeaderName, HttpMethod, HttpUrl, ListenAddress, Spec
 from .sizes import parse_size
+from .spec_types import Duration, HeaderName, HttpMethod, HttpUrl, ListenAddress, Spec
 
 ByteSize = Annotated[
     int,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +18,7 @@ from tests.fixtures.gateway import GatewayFactory, RunningGateway, base_config
 from tests.fixtures.keys import KeyPair
 from tests.fixtures.tokens import AUDIENCE, claims
 from tests.fixtures.upstream import Upstream
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -70,15 +70,6 @@ def call(http: aiohttp.ClientSession) -> Call:
     return do
 
 
-async def eventually(check: Callable[[], bool]) -> None:
-    """Poll a condition the server updates after the client has its response."""
-    for _ in range(400):
-        if check():
-            return
-        await asyncio.sleep(0.005)
-    assert check()
-
-
 def assert_error_body(reply: Reply, error: str, description: str) -> None:
     assert reply.headers["Content-Type"].startswith("application/json")
     body = reply.json()
@@ -108,7 +99,7 @@ async def test_good_token_reaches_upstream_with_identity_headers(
     assert seen.getall("X-Auth-Subject") == ["alice"]
     assert seen.getall("X-Auth-Client-Id") == ["web-app"]
     assert seen.getall("X-Auth-Scopes") == ["orders:read profile"]
-    await eventually(lambda: decisions(gateway, "orders-read", "allow", "ok") == 1.0)
+    await eventually(lambda: decisions(gateway, "orders-read", "allow", "ok") == 1.0, timeout=2)
     assert gateway.sample(AUTH_METRIC, {"route": "orders-read", "result": "deny",
                                         "reason": "missing_token"}) == 0.0
 
@@ -160,7 +151,7 @@ async def test_any_of_route_accepts_either_scope(
     reply = await call(gateway, "GET", "/api/reports/q1", make_token(scope=scope))
     assert reply.status == 200
     assert upstream.paths() == ["/api/reports/q1"]
-    await eventually(lambda: decisions(gateway, "reports", "allow", "ok") == 1.0)
+    await eventually(lambda: decisions(gateway, "reports", "allow", "ok") == 1.0, timeout=2)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +170,7 @@ async def test_auth_none_route_needs_no_token(
     assert upstream.paths() == ["/status"]
     seen = CIMultiDict(upstream.hits[0].headers)
     assert "X-Auth-Subject" not in seen and "X-Auth-Scopes" not in seen
-    await eventually(lambda: decisions(gateway, "status", "allow", "none") == 1.0)
+    await eventually(lambda: decisions(gateway, "status", "allow", "none") == 1.0, timeout=2)
     assert decisions(gateway, "status", "deny", "missing_token") == 0.0
 
 
@@ -445,9 +436,9 @@ async def test_auth_decision_metric_counts_allow_and_deny_by_reason(
     assert (await call(gateway, "GET", "/api/orders", make_token(exp=1_000_000))).status == 401
     assert (await call(gateway, "DELETE", "/api/orders/1", make_token())).status == 403
     assert (await call(gateway, "GET", "/public/x")).status == 200
-    await eventually(lambda: decisions(gateway, "public", "allow", "none") == 1.0)
-    await eventually(lambda: decisions(gateway, "orders-read", "allow", "ok") == 3.0)
-    await eventually(lambda: decisions(gateway, "orders-write", "allow", "ok") == 1.0)
+    await eventually(lambda: decisions(gateway, "public", "allow", "none") == 1.0, timeout=2)
+    await eventually(lambda: decisions(gateway, "orders-read", "allow", "ok") == 3.0, timeout=2)
+    await eventually(lambda: decisions(gateway, "orders-write", "allow", "ok") == 1.0, timeout=2)
     assert decisions(gateway, "orders-read", "deny", "missing_token") == 2.0
     assert decisions(gateway, "orders-read", "deny", "expired") == 1.0
     assert decisions(gateway, "orders-write", "deny", "insufficient_scope") == 1.0

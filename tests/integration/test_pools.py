@@ -11,14 +11,9 @@ import pytest
 
 from tests.fixtures.gateway import base_config
 from tests.fixtures.upstream import Upstream, start_upstream
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def refused_url() -> str:
@@ -67,7 +62,7 @@ async def test_least_conn_avoids_the_busy_target(start_gateway, tmp_path, upstre
     gw = await gateway_with_pool(start_gateway, tmp_path, upstream, rsa_key, ec_key,
                                  {"targets": [a.url, b.url], "balance": "least_conn"})
     slow = asyncio.create_task(get(f"{gw.url}/pool/slow?_behave=slow&delay=1"))
-    await wait_until(lambda: len(a.hits) + len(b.hits) == 1)
+    await eventually(lambda: len(a.hits) + len(b.hits) == 1)
     busy, idle = (a, b) if a.hits else (b, a)
     for i in range(4):
         assert (await get(f"{gw.url}/pool/{i}"))[0] == 200
@@ -189,7 +184,7 @@ async def test_active_health_check_takes_a_failing_target_out_and_back(
                           "unhealthy_threshold": 2, "healthy_threshold": 1}},
     )
     sick = f"{b.url}/sick"
-    await wait_until(lambda: gw.sample("gateway_upstream_target_up",
+    await eventually(lambda: gw.sample("gateway_upstream_target_up",
                                        {"route": "pool", "target": sick}) == 0
                      and gw.sample("gateway_upstream_health_checks_total",
                                    {"route": "pool", "target": sick, "result": "fail"}) >= 2)

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tests.fixtures.gateway import ADMIN_TOKEN, GatewayFactory, RunningGateway, 
 from tests.fixtures.keys import KeyPair
 from tests.fixtures.tokens import TokenFactory
 from tests.fixtures.upstream import Upstream
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +44,6 @@ async def status_of(
     async with http.get(base + path, headers=headers) as resp:
         await resp.read()
         return resp.status
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def write(path: Path, config: dict[str, Any]) -> None:
@@ -95,12 +89,12 @@ async def test_200_then_403_then_a_broken_config_keeps_403_with_one_failure(
 
     route(config, "orders-read")["require"] = {"scopes": ["orders:admin"]}
     write(gw.config_path, config)  # in place, as `vi` or `sed -i` would
-    await eventually(lambda: reloads(gw, "success") == 2)
+    await eventually(lambda: reloads(gw, "success") == 2, timeout=10)
     assert await status_of(http, gw, "/api/orders/1", token) == 403
 
     text = gw.config_path.read_text().replace("- orders:admin", "- orders admin")
     gw.config_path.write_text(text)
-    await eventually(lambda: reloads(gw, "failure") == 1)
+    await eventually(lambda: reloads(gw, "failure") == 1, timeout=10)
     assert await status_of(http, gw, "/api/orders/1", token) == 403
     assert reloads(gw, "success") == 2
 
@@ -174,7 +168,7 @@ async def test_a_request_in_flight_finishes_on_the_config_it_started_with(
     })
     gw = await start_gateway(config)
     slow = asyncio.create_task(status_of(http, gw, "/v1/r?_behave=slow&delay=0.5"))
-    await eventually(lambda: any(p.startswith("/v1/r") for p in upstream.paths()))
+    await eventually(lambda: any(p.startswith("/v1/r") for p in upstream.paths()), timeout=10)
 
     route(config, "reports-v1")["auth"] = "required"  # the route now needs a token
     route(config, "reports-v1")["name"] = "reports-v2"
@@ -182,7 +176,7 @@ async def test_a_request_in_flight_finishes_on_the_config_it_started_with(
     assert (await gw.server.reload()).result == "success"
     assert await status_of(http, gw, "/v1/r") == 401  # new requests: the new config
     assert await slow == 200                            # the old request: the old one
-    await eventually(lambda: gw.sample("gateway_requests_in_flight") == 0)
+    await eventually(lambda: gw.sample("gateway_requests_in_flight") == 0, timeout=10)
     routes = [(r.route, r.status) for r in caplog.records  # type: ignore[attr-defined]
               if r.name == "gateway.access"]
     assert routes == [("reports-v2", 401), ("reports-v1", 200)]
@@ -234,7 +228,7 @@ async def test_an_editor_replacing_the_file_is_noticed(
     gw = await start_gateway(config, watch_interval=POLL)
     route(config, "public")["auth"] = "required"
     replace(gw.config_path, config)
-    await eventually(lambda: reloads(gw, "success") == 2)
+    await eventually(lambda: reloads(gw, "success") == 2, timeout=10)
     assert await status_of(http, gw, "/public/x") == 401
 
 
@@ -302,7 +296,7 @@ async def test_a_kubernetes_configmap_symlink_swap_is_noticed(
         for stale in (root / "..2024_01_01_00_00_00.1").rglob("*"):
             if stale.is_file():
                 stale.unlink()
-        await eventually(lambda: reloads(server, "success") == 2)
+        await eventually(lambda: reloads(server, "success") == 2, timeout=10)
         assert await status_of(http, url, "/public/x") == 401
         assert await status_of(http, url, "/public/x", make_token()) == 200
         assert reloads(server, "failure") == 0
@@ -319,7 +313,7 @@ async def test_a_changed_key_file_reloads_without_a_config_change(
     assert await status_of(http, gw, "/api/orders/1", new_key_token) == 401
     sha = gw.server.holder.current.sha256
     (tmp_path / "idp.jwks.json").write_text(json.dumps({"keys": [other_rsa_key.jwk()]}))
-    await eventually(lambda: reloads(gw, "success") == 2)
+    await eventually(lambda: reloads(gw, "success") == 2, timeout=10)
     assert gw.server.holder.current.sha256 == sha  # the config file itself did not change
     assert await status_of(http, gw, "/api/orders/1", new_key_token) == 200
     assert await status_of(http, gw, "/api/orders/1", make_token(key=rsa_key)) == 401
@@ -339,14 +333,14 @@ async def test_routes_in_a_directory_are_added_changed_and_removed(
     billing = {"routes": [{"name": "billing", "match": {"path_prefix": "/billing"},
                            "upstream": upstream.url, "auth": "none"}]}
     write(routes_d / "billing.yaml", billing)  # a new file in the directory
-    await eventually(lambda: reloads(gw, "success") == 2)
+    await eventually(lambda: reloads(gw, "success") == 2, timeout=10)
     assert await status_of(http, gw, "/billing/1") == 200
 
     (routes_d / "billing.yaml").write_text(
         "routes:\n  - name: billing\n    match: {path_prefix: /billing}\n"
         f"    upstream: {upstream.url}\n    auth: nobody\n"
     )
-    await eventually(lambda: reloads(gw, "failure") == 1)
+    await eventually(lambda: reloads(gw, "failure") == 1, timeout=10)
     problems = next(r for r in caplog.records if getattr(r, "event", None)
                     == "config_reload_failed").problems  # type: ignore[attr-defined]
     assert problems == [f"{routes_d / 'billing.yaml'}:5: routes[0].auth: "
@@ -354,7 +348,7 @@ async def test_routes_in_a_directory_are_added_changed_and_removed(
     assert await status_of(http, gw, "/billing/1") == 200  # the last good config serves
 
     (routes_d / "billing.yaml").unlink()
-    await eventually(lambda: reloads(gw, "success") == 3)
+    await eventually(lambda: reloads(gw, "success") == 3, timeout=10)
     assert await status_of(http, gw, "/billing/1") == 404
 
 

@@ -10,14 +10,9 @@ import pytest
 
 from tests.fixtures.gateway import base_config
 from tests.fixtures.raw import port_of, read_response, request_bytes
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -54,7 +49,7 @@ async def test_long_streams_on_one_route_do_not_starve_the_others(limited, upstr
 async def test_concurrent_request_limit_answers_503(limited, upstream):
     async with aiohttp.ClientSession() as s:
         slow = asyncio.create_task(s.get(limited.url + "/single/a?_behave=slow&delay=0.5"))
-        await wait_until(lambda: len(upstream.hits) == 1)
+        await eventually(lambda: len(upstream.hits) == 1)
         async with s.get(limited.url + "/single/b") as refused:
             assert refused.status == 503
             assert refused.headers["Retry-After"] == "1"

@@ -14,14 +14,9 @@ import pytest
 
 from tests.fixtures.gateway import base_config
 from tests.fixtures.raw import port_of, read_response, request_bytes
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def readyz(admin_url: str) -> int:
@@ -38,7 +33,7 @@ async def test_sigterm_lets_the_in_flight_request_finish_and_exits_0(
         in_flight = asyncio.create_task(
             client.get(gw.url + "/public/slow?_behave=slow&delay=1.5")
         )
-        await wait_until(lambda: len(upstream.hits) == 1)
+        await eventually(lambda: len(upstream.hits) == 1)
         gw.terminate()
         signalled = time.monotonic()
         # Not ready at once, while the admin listener still answers during the drain.
@@ -86,7 +81,7 @@ async def test_a_request_outliving_the_shutdown_timeout_is_cut(
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw.url))
     writer.write(request_bytes("GET /public/stuck?_behave=slow&delay=4 HTTP/1.1",
                                "Host: localhost"))
-    await wait_until(lambda: len(upstream.hits) == 1)
+    await eventually(lambda: len(upstream.hits) == 1)
     started = time.monotonic()
     gw.terminate()
     assert await gw.wait() == 0
@@ -116,4 +111,4 @@ async def test_websocket_session_keeps_relaying_during_the_drain_then_gets_1001(
         assert closing.type == aiohttp.WSMsgType.CLOSE
         assert closing.data == 1001  # going away
     assert await gw.wait() == 0
-    await wait_until(lambda: upstream.ws_closes == [1001])
+    await eventually(lambda: upstream.ws_closes == [1001])

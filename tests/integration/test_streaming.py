@@ -3,67 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from tests.fixtures.gateway import base_config
+from tests.fixtures.memory import PeakRss
 from tests.fixtures.raw import port_of, read_response, request_bytes
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 MB = 1024 * 1024
 BLOCK = os.urandom(64 * 1024)
-
-
-def rss_bytes() -> int:
-    """This process's resident set size (the gateway runs in-process)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-class PeakRss:
-    """Samples RSS every few milliseconds while a transfer runs."""
-
-    def __init__(self) -> None:
-        self.baseline = rss_bytes()
-        self.peak = self.baseline
-        self._task: asyncio.Task[None] | None = None
-
-    async def _sample(self) -> None:
-        while True:
-            self.peak = max(self.peak, rss_bytes())
-            await asyncio.sleep(0.005)
-
-    async def __aenter__(self) -> PeakRss:
-        self._task = asyncio.create_task(self._sample())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self.peak = max(self.peak, rss_bytes())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 # -- responses ---------------------------------------------------------------------------
@@ -246,7 +203,7 @@ async def test_client_leaving_mid_response_frees_the_request(gateway, upstream):
     await reader.readuntil(b"chunk-0\n")
     assert gateway.sample("gateway_requests_in_flight") == 1
     writer.close()
-    await wait_until(lambda: gateway.sample("gateway_requests_in_flight") == 0)
+    await eventually(lambda: gateway.sample("gateway_requests_in_flight") == 0)
     async with aiohttp.ClientSession() as s, s.get(gateway.url + "/status") as r:
         assert r.status == 200
 
@@ -256,9 +213,9 @@ async def test_client_leaving_mid_upload_frees_the_request(gateway, upstream):
     writer.write(request_bytes("POST /public/partial HTTP/1.1", "Host: localhost",
                                "Content-Length: 100000") + b"x" * 1000)
     await writer.drain()
-    await wait_until(lambda: gateway.sample("gateway_requests_in_flight") == 1)
+    await eventually(lambda: gateway.sample("gateway_requests_in_flight") == 1)
     writer.close()
-    await wait_until(lambda: gateway.sample("gateway_requests_in_flight") == 0)
+    await eventually(lambda: gateway.sample("gateway_requests_in_flight") == 0)
     async with aiohttp.ClientSession() as s, s.get(gateway.url + "/status") as r:
         assert r.status == 200
 
@@ -274,8 +231,8 @@ async def test_client_leaving_while_the_upstream_is_silent_frees_the_request(gat
     if "stream" in target:
         await reader.readuntil(b"chunk-0\n")
     else:
-        await wait_until(lambda: len(upstream.hits) == 1)
+        await eventually(lambda: len(upstream.hits) == 1)
     writer.close()
-    await wait_until(lambda: gateway.sample("gateway_requests_in_flight") == 0, timeout=0.4)
+    await eventually(lambda: gateway.sample("gateway_requests_in_flight") == 0, timeout=0.4)
     assert gateway.sample("gateway_requests_total", {
         "route": "public", "method": "GET", "code": "499"}) == 1

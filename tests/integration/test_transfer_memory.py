@@ -3,52 +3,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from tests.fixtures.gateway import base_config
+from tests.fixtures.memory import PeakRss
 
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
 SIZE = 96 * MiB
 BLOCK = os.urandom(256 * 1024)
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-class PeakRss:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.baseline = self.peak = rss(pid)
-        self._task: asyncio.Task[None] | None = None
-
-    async def _sample(self) -> None:
-        while True:
-            self.peak = max(self.peak, rss(self.pid))
-            await asyncio.sleep(0.01)
-
-    async def __aenter__(self) -> PeakRss:
-        self._task = asyncio.create_task(self._sample())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 @pytest.fixture
@@ -97,12 +66,13 @@ async def test_large_bodies_both_ways_keep_the_gateway_memory_flat(
     async with aiohttp.ClientSession() as s:
         async with s.get(gw.url + "/bulk/source") as warm:  # imports, buffers, connections
             await warm.content.read(MiB)
-        async with PeakRss(pid) as down, s.get(gw.url + "/bulk/source") as r:
+        async with PeakRss(pid, interval=0.01) as down, s.get(gw.url + "/bulk/source") as r:
             received = 0
             async for chunk in r.content.iter_chunked(256 * 1024):
                 received += len(chunk)
-        async with PeakRss(pid) as up, s.post(gw.url + "/bulk/sink", data=body(),
-                                              headers={"Content-Length": str(SIZE)}) as r:
+        async with PeakRss(pid, interval=0.01) as up, s.post(
+            gw.url + "/bulk/sink", data=body(), headers={"Content-Length": str(SIZE)}
+        ) as r:
             sent = int(await r.text())
     assert (received, sent) == (SIZE, SIZE)
     for name, sample in (("download", down), ("upload", up)):

@@ -11,14 +11,9 @@ import pytest
 
 from tests.fixtures.gateway import base_config
 from tests.fixtures.raw import port_of, read_response, request_bytes
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -76,7 +71,7 @@ async def test_frames_are_relayed_both_ways(ws_gateway, upstream, make_token):
     assert seen["authorization"] == f"Bearer {token}"
     assert seen["x-forwarded-for"] == "127.0.0.1"
     assert upstream.hits[0].raw_path == "/chat/room?x=1"
-    await wait_until(lambda: ws_gateway.sample("gateway_requests_total", {
+    await eventually(lambda: ws_gateway.sample("gateway_requests_total", {
         "route": "chat", "method": "GET", "code": "101"}) == 1)
     assert ws_gateway.sample("gateway_websocket_sessions") == 0
     assert ws_gateway.sample("gateway_websocket_messages_total",
@@ -90,7 +85,7 @@ async def test_client_close_code_reaches_the_upstream(ws_gateway, upstream):
         assert await ws.receive_str(timeout=5) == "one"
         await ws.close(code=4001, message=b"bye")
         assert ws.close_code == 1000  # the upstream's answer (aiohttp answers 1000), passed back
-    await wait_until(lambda: upstream.ws_closes == [4001])
+    await eventually(lambda: upstream.ws_closes == [4001])
 
 
 async def test_upstream_close_code_and_reason_reach_the_client(ws_gateway, upstream):
@@ -117,8 +112,8 @@ async def test_client_vanishing_closes_the_upstream_with_1001(ws_gateway, upstre
     assert response.status == 101
     assert writer.transport is not None
     writer.transport.abort()
-    await wait_until(lambda: upstream.ws_closes == [1001])
-    await wait_until(lambda: ws_gateway.sample("gateway_websocket_sessions") == 0)
+    await eventually(lambda: upstream.ws_closes == [1001])
+    await eventually(lambda: ws_gateway.sample("gateway_websocket_sessions") == 0)
 
 
 async def test_silent_session_is_closed_after_the_idle_timeout(ws_gateway, upstream):
@@ -131,7 +126,7 @@ async def test_silent_session_is_closed_after_the_idle_timeout(ws_gateway, upstr
         waited = loop.time() - started
     assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1001)
     assert 0.25 <= waited < 2
-    await wait_until(lambda: upstream.ws_closes == [1001])
+    await eventually(lambda: upstream.ws_closes == [1001])
 
 
 async def test_message_over_the_size_limit_closes_with_1009(ws_gateway, upstream):
@@ -139,7 +134,7 @@ async def test_message_over_the_size_limit_closes_with_1009(ws_gateway, upstream
         await ws.send_bytes(b"x" * 2048)
         msg = await ws.receive(timeout=5)
     assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1009)
-    await wait_until(lambda: upstream.ws_closes == [1009])
+    await eventually(lambda: upstream.ws_closes == [1009])
 
 
 async def test_upgrade_refused_by_the_upstream_passes_its_status(ws_gateway, upstream):

@@ -71,6 +71,8 @@ async def test_start_up_does_not_wait_for_a_hanging_provider_and_answers_503(
     assert reason_count(gw, "keys_unavailable") == 1
     assert gw.sample("gateway_jwks_refreshes_total",
                      {"issuer": idp.issuer, "result": "timeout"}) >= 1
+    async with aiohttp.ClientSession() as s, s.get(gw.admin_url + "/readyz") as r:
+        assert r.status == 200  # an identity provider's outage does not flip readiness
 
 
 async def test_an_issuer_without_keys_recovers_when_the_provider_comes_back(

@@ -93,6 +93,10 @@ async def test_redis_down_at_start_up_applies_the_policy_until_the_first_load(
     assert "Connection" in state["last_error"] or "connect" in state["last_error"].lower()
     assert gw.sample("gateway_revocation_connected") == 0
     assert gw.sample("gateway_revocation_store_errors_total") >= 1
+    # Readiness is about this process, not a shared dependency: Redis being down must not
+    # take every replica out of the load balancer.
+    async with http.get(gw.admin_url + "/readyz") as resp:
+        assert resp.status == 200
 
     redis_launcher.server(port=port)
     await eventually(lambda: store_of(gw).describe()["current"], timeout=8,  # backoff ≤ 5 s

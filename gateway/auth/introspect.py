@@ -60,6 +60,17 @@ class Introspector:
         self._clock = clock
         self._cache: OrderedDict[bytes, tuple[Claims | None, float]] = OrderedDict()
         self._pending: dict[bytes, asyncio.Task[Claims | None]] = {}
+        # The client authentication is the same on every call: built once.
+        self._auth_form: dict[str, str] = {}
+        self._auth_headers: dict[str, str] = {}
+        if settings.auth_method == "client_secret_basic":
+            # RFC 6749 §2.3.1: both parts form-urlencoded before base64
+            pair = f"{quote(settings.client_id, safe='')}:{quote(settings.client_secret, safe='')}"
+            self._auth_headers["Authorization"] = "Basic " + base64.b64encode(
+                pair.encode()).decode()
+        else:
+            self._auth_form.update(
+                client_id=settings.client_id, client_secret=settings.client_secret)
 
     def cached(self, digest: bytes, now: float) -> tuple[bool, Claims | None]:
         """(hit, claims-or-None-when-inactive) from the cache, without I/O."""
@@ -93,18 +104,11 @@ class Introspector:
 
     async def _call(self, token: str, digest: bytes) -> Claims | None:
         s = self.settings
-        form = {"token": token, "token_type_hint": "access_token"}
-        headers = {}
-        if s.auth_method == "client_secret_basic":
-            # RFC 6749 §2.3.1: both parts form-urlencoded before base64
-            pair = f"{quote(s.client_id, safe='')}:{quote(s.client_secret, safe='')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        else:
-            form.update(client_id=s.client_id, client_secret=s.client_secret)
+        form = {"token": token, "token_type_hint": "access_token", **self._auth_form}
         t0 = time.perf_counter()
         try:
             fetched = await fetch_json(
-                self._session(), s.endpoint, s.limits, data=form, headers=headers
+                self._session(), s.endpoint, s.limits, data=form, headers=self._auth_headers
             )
             claims = self._answer(fetched.document)
         except FetchError as exc:

@@ -58,20 +58,13 @@ class Issuer:
         return self.static.keys
 
     @property
-    def keys_by_kid(self) -> Mapping[str, KeyEntry]:
-        return self.static.by_kid
-
-    @property
     def verifies_signatures(self) -> bool:
         """False for an issuer whose tokens are only introspected."""
         return self.remote is not None or bool(self.static.keys)
 
-    def key_set(self, now: float) -> KeySet:
+    def key_set(self) -> KeySet:
         """The keys to use now (KeysUnavailable for a remote source without usable keys)."""
         return self.remote.key_set() if self.remote is not None else self.static
-
-    def select_key(self, kid: object, alg: str, now: float = 0.0) -> KeyEntry:
-        return self.key_set(now).select(kid, alg, self.issuer)
 
     def check_typ(self, header: Mapping[str, Any]) -> None:
         """RFC 9068 §4 / RFC 8725 §3.11: explicit typing, ``at+jwt`` or ``application/at+jwt``."""

@@ -40,22 +40,28 @@ class RoutePolicy:
             extra = self.methods.get(method) if method is not None else None
             if extra is None:  # fail closed: a method without a requirement of its own
                 raise InsufficientScope(self.challenge_scopes, f"no requirement for {method}")
+        self._check_own(principal, self, extra)
+        if extra is not None:
+            extra._check_own(principal, self, extra)
+
+    def _challenge(self, extra: RoutePolicy | None) -> tuple[str, ...]:
+        """The challenge scopes of this route policy with the method's ``extra`` (if any)."""
         if extra is None:
-            self._check_own(principal, self.challenge_scopes)
-            return
+            return self.challenge_scopes
         every = self.all_of | extra.all_of
-        challenge = tuple(dict.fromkeys(
+        return tuple(dict.fromkeys(
             (*sorted(every), *sorted(self.any_of - every), *sorted(extra.any_of - every))
         ))
-        self._check_own(principal, challenge)
-        extra._check_own(principal, challenge)
 
-    def _check_own(self, principal: Principal, challenge: tuple[str, ...]) -> None:
+    def _check_own(
+        self, principal: Principal, route: RoutePolicy, extra: RoutePolicy | None
+    ) -> None:
+        """This policy's requirements; a refusal names ``route``'s challenge (built only then)."""
         if not self.all_of <= principal.scopes:
             missing = " ".join(sorted(self.all_of - principal.scopes))
-            raise InsufficientScope(challenge, f"missing scopes: {missing}")
+            raise InsufficientScope(route._challenge(extra), f"missing scopes: {missing}")
         if self.any_of and self.any_of.isdisjoint(principal.scopes):
-            raise InsufficientScope(challenge, "none of the any_of scopes present")
+            raise InsufficientScope(route._challenge(extra), "none of the any_of scopes present")
         for condition in self.claims:
             if not condition.holds(principal.claims):
                 raise ClaimConditionFailed(f"claim condition failed: {condition.describe()}")

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 import jwt
+from jwt.types import Options
 
 from ..errors import (
     AlgorithmNotAllowed,
@@ -50,10 +51,19 @@ from .jws import (
 )
 from .principal import Principal
 
-__all__ = ["Issuer", "TokenVerifier", "check_times", "principal_from_claims",
-           "translate_jwt_error"]
+__all__ = ["TokenVerifier"]
 
 Clock = Callable[[], float]
+
+#: PyJWT checks signature, iss, aud and the presence of the required claims; the time claims
+#: are ours (injectable clock, re-checked on cache hits). Built once: constant per request.
+#: (PyJWT copies the options it is given, so this one is never changed.)
+_DECODE_OPTIONS: Options = {
+    "require": list(REQUIRED_CLAIMS),
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+}
 
 @dataclass(frozen=True, slots=True)
 class _Jws:
@@ -100,8 +110,10 @@ class TokenVerifier:
         self._introspecting = tuple(i for i in issuers.values() if i.introspector is not None)
         self._max_token_bytes = max_token_bytes
         self._cache_size = cache_size
-        # token digest → (principal, leeway, key set generation it was verified with)
-        self._cache: OrderedDict[bytes, tuple[Principal, float, int]] = OrderedDict()
+        # token digest → (principal, its issuer, key set generation it was verified with)
+        self._cache: OrderedDict[bytes, tuple[Principal, Issuer, int]] = OrderedDict()
+        # a route's accepted issuers → the introspecting issuer for its opaque tokens (memo)
+        self._opaque: dict[frozenset[str] | None, Issuer | None] = {}
         self._clock = clock
 
     @property
@@ -146,28 +158,27 @@ class TokenVerifier:
         jws = self._inspect(token, accepted)
         principal, generation = self._verify_jws(jws, token, now)
         if self._cache_size > 0:
-            self._cache[digest] = (principal, jws.issuer.leeway, generation)
+            self._cache[digest] = (principal, jws.issuer, generation)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return principal
 
     def _cache_hit(
-        self, digest: bytes, cached: tuple[Principal, float, int], now: float,
+        self, digest: bytes, cached: tuple[Principal, Issuer, int], now: float,
         accepted: frozenset[str] | None,
     ) -> Principal | None:
-        principal, leeway, generation = cached
-        issuer = self._issuers[principal.issuer]
+        principal, issuer, generation = cached
         _accept(issuer, accepted)
         if issuer.remote is not None:
             try:
-                current = issuer.key_set(now).generation
+                current = issuer.remote.key_set().generation
             except KeysUnavailable as exc:
                 raise _NeedsKeys(issuer.remote, exc, "no usable keys") from None
             if current != generation:  # the key set changed: verify again
                 del self._cache[digest]
                 return None
         try:
-            check_times(principal, leeway, now)
+            check_times(principal, issuer.leeway, now)
         except InvalidToken:
             self._cache.pop(digest, None)
             raise
@@ -175,13 +186,18 @@ class TokenVerifier:
         return principal
 
     def _introspector_for(self, accepted: frozenset[str] | None) -> Issuer | None:
+        try:
+            return self._opaque[accepted]
+        except KeyError:
+            pass
         found = [i for i in self._introspecting if accepted is None or i.issuer in accepted]
-        return found[0] if len(found) == 1 else None  # compile refuses ambiguous routes
+        # compile refuses ambiguous routes; one entry per route's issuer set
+        opaque = self._opaque[accepted] = found[0] if len(found) == 1 else None
+        return opaque
 
     def _inspect(self, token: str, accepted: frozenset[str] | None) -> _Jws:
         """Cheap checks before any crypto: shape, issuer, algorithm, typ, time claim types."""
         parts = token.split(".")
-        opaque = self._introspector_for(accepted)
         try:
             if len(parts) != 3:
                 raise TokenMalformed(f"{len(parts)} segments, a JWS has 3")
@@ -198,6 +214,7 @@ class TokenVerifier:
                     raise ClaimMissing("no iss claim")
                 raise TokenMalformed("iss not a string")
         except InvalidToken:
+            opaque = self._introspector_for(accepted)
             if opaque is not None:  # not a JWT of ours: an opaque token to introspect
                 raise _NeedsIntrospection(opaque) from None
             raise
@@ -218,7 +235,7 @@ class TokenVerifier:
     def _verify_jws(self, jws: _Jws, token: str, now: float) -> tuple[Principal, int]:
         issuer = jws.issuer
         try:
-            keys = issuer.key_set(now)
+            keys = issuer.key_set()
             entry = keys.select(jws.header.get("kid"), jws.alg, issuer.issuer)
         except KeysUnavailable as exc:
             if issuer.remote is None:
@@ -232,15 +249,10 @@ class TokenVerifier:
             claims = jwt.decode(
                 token,
                 key=entry.key,
-                algorithms=[jws.alg],
-                audience=list(issuer.audiences),
+                algorithms=(jws.alg,),
+                audience=issuer.audiences,
                 issuer=issuer.issuer,
-                options={
-                    "require": list(REQUIRED_CLAIMS),
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
+                options=_DECODE_OPTIONS,
             )
         except jwt.PyJWTError as exc:
             raise translate_jwt_error(exc) from None

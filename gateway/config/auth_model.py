@@ -7,27 +7,15 @@ apply: frozen, unknown keys refused, a description on every field, durations wit
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    model_validator,
-)
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..auth.claims import parse_path
-from .durations import parse_duration
+from .spec_types import Duration, HttpMethod, Spec, parse_url
 
-_Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    Field(description="a duration: 250ms, 30s, 5m, 24h; a bare number means seconds"),
-]
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:.\-/]{1,128}$")
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+_METHODS: tuple[str, ...] = get_args(HttpMethod)
 
 
 def _check_scalar(value: object) -> object:
@@ -47,14 +35,7 @@ def check_scope_token(value: str) -> str:
 
 
 def _check_idp_url(value: str) -> str:
-    from yarl import URL
-
-    try:
-        url = URL(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a valid URL ({exc})") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("must be an absolute https:// URL")
+    url = parse_url(value, ("http", "https"), "must be an absolute https:// URL")
     if url.fragment or url.user or url.password:
         raise ValueError("must not have a fragment or credentials")
     return value
@@ -84,32 +65,28 @@ ClaimPath = Annotated[str | list[str], AfterValidator(_check_claim_path)]
 ClaimName = Annotated[str, AfterValidator(_check_claim_name)]
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JwksSpec(_Spec):
+class JwksSpec(Spec):
     """How a remote key set is fetched and kept (defaults suit most providers)."""
 
-    refresh_interval: _Duration = Field(
+    refresh_interval: Duration = Field(
         600.0, ge=1, description="keys stay fresh this long when the JWKS response has no "
         "Cache-Control max-age; refetched in the background at 80% of it",
     )
-    min_refresh_interval: _Duration = Field(
+    min_refresh_interval: Duration = Field(
         60.0, ge=1, description="lower bound for a Cache-Control max-age (and for no-cache)"
     )
-    max_refresh_interval: _Duration = Field(
+    max_refresh_interval: Duration = Field(
         86_400.0, ge=1, description="upper bound for a Cache-Control max-age"
     )
-    cooldown: _Duration = Field(
+    cooldown: Duration = Field(
         10.0, ge=0, description="at most one refetch per cooldown for unknown kids"
     )
-    max_stale: _Duration = Field(
+    max_stale: Duration = Field(
         43_200.0, ge=0, description="how long past freshness the last good keys are used "
         "while refetches fail; then the issuer's requests get 503",
     )
-    timeout: _Duration = Field(5.0, gt=0, le=60, description="total time for one fetch")
-    connect_timeout: _Duration = Field(2.0, gt=0, le=60, description="TCP/TLS connect time")
+    timeout: Duration = Field(5.0, gt=0, le=60, description="total time for one fetch")
+    connect_timeout: Duration = Field(2.0, gt=0, le=60, description="TCP/TLS connect time")
     max_bytes: int = Field(
         262_144, ge=1024, le=16_777_216, description="largest JWKS or metadata document"
     )
@@ -121,7 +98,7 @@ class JwksSpec(_Spec):
         return self
 
 
-class IntrospectionSpec(_Spec):
+class IntrospectionSpec(Spec):
     """RFC 7662 token introspection for opaque tokens."""
 
     endpoint: IdpUrl = Field(description="the introspection endpoint URL (https)")
@@ -131,15 +108,15 @@ class IntrospectionSpec(_Spec):
     auth_method: Literal["client_secret_basic", "client_secret_post"] = Field(
         "client_secret_basic", description="how the client authenticates (RFC 6749 §2.3.1)"
     )
-    cache_ttl: _Duration = Field(
+    cache_ttl: Duration = Field(
         300.0, ge=0, le=86_400, description="longest time an active answer is cached "
         "(never past the token's exp)",
     )
-    inactive_ttl: _Duration = Field(
+    inactive_ttl: Duration = Field(
         10.0, ge=0, le=3600, description="how long an inactive answer is cached"
     )
-    timeout: _Duration = Field(5.0, gt=0, le=60, description="total time for one call")
-    connect_timeout: _Duration = Field(2.0, gt=0, le=60, description="TCP/TLS connect time")
+    timeout: Duration = Field(5.0, gt=0, le=60, description="total time for one call")
+    connect_timeout: Duration = Field(2.0, gt=0, le=60, description="TCP/TLS connect time")
     max_bytes: int = Field(65_536, ge=1024, le=1_048_576, description="largest answer")
 
     @model_validator(mode="after")
@@ -149,7 +126,7 @@ class IntrospectionSpec(_Spec):
         return self
 
 
-class ClaimConditionSpec(_Spec):
+class ClaimConditionSpec(Spec):
     """One condition on a claim: exactly one of equals, one_of, contains, present."""
 
     claim: ClaimPath = Field(
@@ -175,7 +152,7 @@ class ClaimConditionSpec(_Spec):
         return self
 
 
-class MethodRequireSpec(_Spec):
+class MethodRequireSpec(Spec):
     """Requirements for one method (or several: "GET, HEAD"), on top of the route's own."""
 
     scopes: list[ScopeToken] = Field(default_factory=list, description="all of these scopes")

@@ -14,8 +14,9 @@ from pathlib import Path
 from yarl import URL
 
 from ..access import AccessLog
+from ..auth.issuer import Issuer
 from ..auth.providers import IdentityProviders
-from ..auth.verify import Issuer, TokenVerifier
+from ..auth.verify import TokenVerifier
 from ..errors import ConfigError, ConfigProblem
 from ..metrics import GatewayMetrics
 from ..proxy.headers import stripped_names
@@ -60,8 +61,8 @@ def _upstream(url_text: str) -> Upstream:
 def _route(
     spec: RouteSpec,
     identity: IdentityHeaders,
-    methods: frozenset[str] | None = None,
-    proxy: Callable[[str, tuple[Upstream, ...]], ProxyOptions] | None = None,
+    methods: frozenset[str] | None,
+    proxy: Callable[[str, tuple[Upstream, ...]], ProxyOptions],
 ) -> Route:
     m = spec.match
     rule = MatchRule(
@@ -85,7 +86,7 @@ def _route(
         enforce=spec.enforce,
         log_query=spec.log_query,
         issuers=frozenset(spec.issuers) if spec.issuers else None,
-        proxy=proxy(rule.path, targets) if proxy is not None else ProxyOptions(),
+        proxy=proxy(rule.path, targets),
     )
 
 
@@ -152,7 +153,8 @@ def compile_runtime(
     ids = spec.identity_headers
     identity = IdentityHeaders(ids.subject, ids.client_id, ids.scopes, ids.issuer)
     lowered = [n.lower() for n in identity.names()]
-    if len(set(lowered)) != len(lowered):
+    identity_names = frozenset(lowered)
+    if len(identity_names) != len(lowered):
         problems.add(("identity_headers",), "the identity headers must have distinct names")
 
     seen: dict[str, int] = {}
@@ -180,7 +182,7 @@ def compile_runtime(
         ) -> ProxyOptions:
             return compile_route_proxy(
                 rs, rule_path=rule_path, targets=targets, loc=loc, report=problems.add,
-                server=spec.server, identity_names=frozenset(n.lower() for n in identity.names()),
+                server=spec.server, identity_names=identity_names,
                 base_dir=loaded.base_dir, read_file=read_file,
             )
 

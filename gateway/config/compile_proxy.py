@@ -27,6 +27,7 @@ from ..proxy.options import (
 )
 from ..routing import normalize_path
 from ..runtime import Upstream
+from .issuers import resolve
 from .load import Loc
 from .model import RouteSpec, ServerSpec
 from .proxy_model import CorsSpec, HeaderEditsSpec, UpstreamPoolSpec, UpstreamTlsSpec
@@ -64,14 +65,14 @@ def _upstream_tls(
     ca_pem = None
     if spec.ca_file is not None:
         try:
-            ca_pem = read_file(_resolve(base_dir, spec.ca_file))
+            ca_pem = read_file(resolve(base_dir, spec.ca_file))
         except OSError as exc:
             report((*loc, "ca_file"), f"cannot read {spec.ca_file}: {exc.strerror or exc}")
             return None
         digest.update(ca_pem)
     cert = key = None
     if spec.cert_file is not None and spec.key_file is not None:
-        cert, key = _resolve(base_dir, spec.cert_file), _resolve(base_dir, spec.key_file)
+        cert, key = resolve(base_dir, spec.cert_file), resolve(base_dir, spec.key_file)
         for name, path in (("cert_file", cert), ("key_file", key)):
             try:
                 digest.update(read_file(path))
@@ -85,11 +86,6 @@ def _upstream_tls(
         return None
     digest.update((spec.server_name or "").encode())
     return UpstreamTls(context, spec.server_name, digest.hexdigest())
-
-
-def _resolve(base_dir: Path, name: str) -> Path:
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base_dir / path
 
 
 def _pool(

@@ -93,7 +93,6 @@ HostPort = Annotated[str, AfterValidator(_check_host_port)]
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
 Origin = Annotated[str, AfterValidator(_check_origin)]
 CheckPath = Annotated[str, AfterValidator(_check_path_and_query)]
-AbsPath = Annotated[str, AfterValidator(_check_abs_path)]
 
 
 # -- upstreams --------------------------------------------------------------------------

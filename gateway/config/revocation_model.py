@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .spec_types import Duration, Spec
+from .spec_types import Duration, Spec, parse_url
 
 _REDIS_NODE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):\d{1,5}$")
 
@@ -21,14 +21,8 @@ def _check_redis_node(value: str) -> str:
 
 
 def _check_redis_url(value: str) -> str:
-    from yarl import URL
-
-    try:
-        url = URL(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a valid URL ({exc})") from None
-    if url.scheme not in ("redis", "rediss") or not url.host:
-        raise ValueError("must be redis://[user:password@]host[:port][/db] or rediss://… (TLS)")
+    url = parse_url(value, ("redis", "rediss"),
+                    "must be redis://[user:password@]host[:port][/db] or rediss://… (TLS)")
     db = url.path.strip("/")
     if db and not db.isdigit():
         raise ValueError("the path must be a database number, e.g. /0")

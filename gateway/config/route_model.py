@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from .access_log_model import QueryLogMode
-from .auth_model import ClaimConditionSpec, MethodRequirements, check_scope_token
+from .auth_model import ClaimConditionSpec, MethodRequirements, ScopeToken
 from .proxy_model import (
     ByteSize,
     CorsSpec,
@@ -33,7 +33,7 @@ def _check_host(value: str) -> str:
 
 
 HostName = Annotated[str, AfterValidator(_check_host)]
-Scope = Annotated[str, AfterValidator(check_scope_token)]
+Scope = ScopeToken  # one scope-token type for route and per-method requirements
 
 
 class IdentityHeadersSpec(Spec):

@@ -6,11 +6,14 @@ methods, listen addresses, header names, upstream URLs).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from .durations import parse_duration
+
+if TYPE_CHECKING:
+    from yarl import URL
 
 Duration = Annotated[
     float,
@@ -44,15 +47,21 @@ def _check_header_name(value: str) -> str:
     return value
 
 
-def _check_http_url(value: str) -> str:
+def parse_url(value: str, schemes: tuple[str, ...], expected: str) -> URL:
+    """``value`` as a URL with one of ``schemes`` and a host; else ValueError(``expected``)."""
     from yarl import URL
 
     try:
         url = URL(value)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a valid URL ({exc})") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("must be an absolute http:// or https:// URL")
+    if url.scheme not in schemes or not url.host:
+        raise ValueError(expected)
+    return url
+
+
+def _check_http_url(value: str) -> str:
+    url = parse_url(value, ("http", "https"), "must be an absolute http:// or https:// URL")
     if not _UPSTREAM_HOST.match(url.raw_host or ""):
         raise ValueError("the host is not a valid host name or IP address")
     if url.query_string or url.fragment:

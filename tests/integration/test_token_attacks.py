@@ -19,8 +19,9 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.auth.issuer import Issuer
 from gateway.auth.keys import jwk_entry
-from gateway.auth.verify import Issuer, TokenVerifier
+from gateway.auth.verify import TokenVerifier
 from gateway.errors import (
     AlgorithmNotAllowed,
     AudienceMismatch,

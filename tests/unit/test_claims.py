@@ -186,3 +186,12 @@ def test_the_challenge_names_the_route_and_method_scopes() -> None:
     with pytest.raises(InsufficientScope) as info:
         pol.check(principal("x"), "POST")
     assert info.value.required == ("api", "orders:write", "x", "a", "b")
+
+
+def test_a_method_refusal_names_the_combined_challenge_too() -> None:
+    pol = RoutePolicy(frozenset({"api"}), frozenset({"x"}), methods=MappingProxyType({
+        "POST": RoutePolicy(frozenset({"orders:write"}), frozenset({"b", "a", "x"}))}))
+    with pytest.raises(InsufficientScope) as info:
+        pol.check(principal("api", "x"), "POST")  # the route's own requirements hold
+    assert info.value.required == ("api", "orders:write", "x", "a", "b")
+    assert info.value.detail == "missing scopes: orders:write"

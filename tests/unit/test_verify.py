@@ -14,8 +14,11 @@ import jwt
 import jwt.exceptions
 import pytest
 
+from gateway.auth.issuer import Issuer
+from gateway.auth.jws import translate_jwt_error
 from gateway.auth.keys import HMAC_ALGORITHMS_SET, KeyEntry, jwk_entry, parse_key_file
-from gateway.auth.verify import Issuer, TokenVerifier, translate_jwt_error
+from gateway.auth.keyset import KeySet
+from gateway.auth.verify import TokenVerifier
 from gateway.errors import (
     AlgorithmNotAllowed,
     AudienceMismatch,
@@ -344,15 +347,15 @@ def test_unknown_issuer_costs_no_key_lookup_or_signature_check(
 ) -> None:
     calls: list[str] = []
 
-    def spy_select(self: Issuer, kid: object, alg: str) -> KeyEntry:
-        calls.append("select_key")
+    def spy_select(self: KeySet, kid: object, alg: str, issuer: str) -> KeyEntry:
+        calls.append("select")
         raise AssertionError("no key lookup for an unknown issuer")
 
     def spy_decode(*args: Any, **kwargs: Any) -> Any:
         calls.append("decode")
         raise AssertionError("no signature check for an unknown issuer")
 
-    monkeypatch.setattr(Issuer, "select_key", spy_select)
+    monkeypatch.setattr(KeySet, "select", spy_select)
     monkeypatch.setattr(jwt, "decode", spy_decode)
     token = sign(rsa_key, claims(iss="https://evil.test/"), headers={"kid": "unknown"})
     err = refused(verifier, token)

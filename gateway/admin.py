@@ -200,16 +200,16 @@ def create_admin_app(
         kind, issuer, value = _subject_of(body, runtime)
         now = clock()
         lifetime = runtime.revocation.max_token_lifetime
-        if kind == "jti":
+        before: float | None = None
+        if kind == "jti":  # one token: kept until it expires
             exp = _number(body, "exp")
-            entry = Revocation(kind, issuer, value, exp if exp is not None else now + lifetime,
-                               None, _optional_text(body, "reason"),
-                               _optional_text(body, "actor"), now)
-        else:
+            expires_at = exp if exp is not None else now + lifetime
+        else:  # a cutoff: kept until every token issued before it has expired
             before = _number(body, "before")
             before = now if before is None else before
-            entry = Revocation(kind, issuer, value, before + lifetime, before,
-                               _optional_text(body, "reason"), _optional_text(body, "actor"), now)
+            expires_at = before + lifetime
+        entry = Revocation(kind, issuer, value, expires_at, before,
+                           _optional_text(body, "reason"), _optional_text(body, "actor"), now)
         await store.revoke(entry)
         return web.json_response(entry.as_json(), status=201)
 

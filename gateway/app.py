@@ -1,6 +1,6 @@
 """Wiring: the public and admin applications, their shared objects and their lifecycle.
 
-The only module that creates app keys, sessions, stores and listeners. ``GatewayServer``
+The only module that creates sessions, stores and listeners. ``GatewayServer``
 starts both listeners on a compiled Runtime and stops them in order.
 """
 
@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from . import __version__
@@ -29,7 +28,7 @@ from .logs import event
 from .metrics import GatewayMetrics
 from .middleware import errors, make_observe
 from .pipeline import handle
-from .proxy.forward import Forwarder, create_session
+from .proxy.forward import Forwarder
 from .proxy.outgoing import finish_response
 from .reload import ConfigWatcher, ReadFile, ReloadResult
 from .revocation.memory import MemoryRevocationStore
@@ -55,13 +54,6 @@ class ListenerState:
     draining: bool = False
 
 
-RUNTIME = web.AppKey("runtime", RuntimeHolder)
-METRICS = web.AppKey("metrics", GatewayMetrics)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-FORWARDER = web.AppKey("forwarder", Forwarder)
-LISTENER = web.AppKey("listener", ListenerState)
-
-
 async def defer_expectation(request: web.Request) -> None:
     """Replaces aiohttp's Expect handler, which answers 100 before any middleware: the 100 is
     sent by the forwarder, after the authorization decision (proxy/body.py)."""
@@ -71,22 +63,14 @@ async def defer_expectation(request: web.Request) -> None:
 def create_app(
     holder: RuntimeHolder,
     metrics: GatewayMetrics,
-    session: aiohttp.ClientSession,
-    forwarder: Forwarder | None = None,
-    listener: ListenerState | None = None,
+    forwarder: Forwarder,
+    listener: ListenerState,
 ) -> web.Application:
     """The public application: one catch-all handler behind observe → errors."""
-    forwarder = forwarder if forwarder is not None else Forwarder(session, metrics)
-    listener = listener if listener is not None else ListenerState()
     app = web.Application(
         middlewares=[make_observe(holder, forwarder, metrics), errors],
         client_max_size=0,
     )
-    app[RUNTIME] = holder
-    app[METRICS] = metrics
-    app[SESSION] = session
-    app[FORWARDER] = forwarder
-    app[LISTENER] = listener
     app.router.add_route("*", "/{tail:.*}", handle, expect_handler=defer_expectation)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -105,7 +89,7 @@ def create_store(loaded: LoadedConfig, metrics: GatewayMetrics) -> RevocationSto
 
 
 class GatewayServer:
-    """Both listeners, the upstream session and the revocation store of one process."""
+    """Both listeners, the forwarder and the revocation store of one process."""
 
     def __init__(
         self,
@@ -131,7 +115,6 @@ class GatewayServer:
         self.watcher: ConfigWatcher | None = None
         self._watch_interval = watch_interval
         self._runners: list[web.BaseRunner] = []
-        self._session: aiohttp.ClientSession | None = None
         self._ready = False
         self.public_address: Address | None = None
         self.admin_address: Address | None = None
@@ -150,7 +133,7 @@ class GatewayServer:
         Long-lived resources are handed to the compiler here, so a reload reuses them: the
         revocation store (owned by this server) and, when issuers fetch keys, the JWKS cache
         registry keyed by (issuer, jwks_uri), so an issuer whose settings did not change keeps
-        its keys. The upstream session is shared by every snapshot through the Forwarder.
+        its keys. The upstream pools (one per route) live in the Forwarder and survive too.
         """
         if self.settings.tls is not None:
             # watched like every file the config names: a renewed certificate is a reload
@@ -166,7 +149,7 @@ class GatewayServer:
         """After a reload's swap: start the key caches of new issuers (in the background) and
         close those that only ``old`` used; let the forwarder drop the pools and health checks
         of removed routes and start those of new ones; re-read the TLS certificate. The
-        session and the revocation store are shared."""
+        forwarder and the revocation store are shared."""
         self.providers.start()
         await self.providers.retain_for([new.verifier])
         if self.forwarder is not None:
@@ -194,7 +177,6 @@ class GatewayServer:
             settings=self.settings, interval=self._watch_interval, after_swap=self._after_swap,
         )
         self.watcher.adopt(self.loaded, tracked)
-        self.providers.start()  # first key fetches in the background: start-up never waits
         if self.settings.tls is not None:
             try:
                 self.tls_context = server_context(self.settings.tls)
@@ -202,13 +184,13 @@ class GatewayServer:
                 raise ConfigError([self.loaded.problem(
                     ("server", "tls"), f"cannot load the certificate chain: {exc}"
                 )]) from None
+        # after the last check that can refuse to start: nothing to stop before this point
+        self.providers.start()  # first key fetches in the background: start-up never waits
         if isinstance(self.store, RedisRevocationStore):
             await self.store.start()  # bounded wait for the first load
-        self._session = create_session()
-        self.forwarder = Forwarder(self._session, self.metrics)
+        self.forwarder = Forwarder(self.metrics)
         self.forwarder.start(runtime)
-        public = create_app(self.holder, self.metrics, self._session, self.forwarder,
-                            self.listener)
+        public = create_app(self.holder, self.metrics, self.forwarder, self.listener)
         admin = create_admin_app(
             self.holder, self.metrics, self.store, self.is_ready,
             reload=self.reload, reload_status=self.watcher.status,
@@ -303,9 +285,6 @@ class GatewayServer:
         if self.forwarder is not None:
             await self.forwarder.close()
             self.forwarder = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
         await self.providers.close()
         await self.store.close()
 

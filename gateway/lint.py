@@ -24,7 +24,7 @@ from typing import Any
 from yarl import URL
 
 from .config.load import LoadedConfig, Loc
-from .errors import GatewayError, MethodNotAllowed
+from .errors import ConfigProblem, GatewayError, MethodNotAllowed
 from .routing import MatchRule, RouteTable
 from .runtime import Route, Runtime
 
@@ -43,8 +43,9 @@ class Lint:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.path}: warning[{self.code}]: {self.message}"
+        # located like an error: ``file:line: field.path: warning[code]: message``
+        return str(ConfigProblem(self.file, self.line, self.path,
+                                 f"warning[{self.code}]: {self.message}"))
 
 
 def _under(path: str, prefix: str) -> bool:

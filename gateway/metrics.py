@@ -271,20 +271,20 @@ class GatewayMetrics:
 
     def forget_issuers(self, removed: Iterable[str]) -> None:
         """Drop the label sets of issuers no configuration uses any more."""
-        gone = set(removed)
-        for metric in self._issuer_metrics():
-            for labels in list(metric._metrics):
-                if labels[0] in gone:
-                    metric.remove(*labels)
+        _forget(self._issuer_metrics(), removed)
 
     def forget_routes(self, removed: Iterable[str]) -> None:
         """Drop the label sets of routes that no longer exist (after a reload)."""
-        gone = set(removed)  # once: ``removed`` may be a one-shot iterator
-        for metric in (self.requests, self.request_duration, self.upstream_response,
-                       self.auth_decisions, self.upstream_errors, self.upstream_ejections,
-                       self.upstream_retries, self.upstream_health_checks,
-                       self.upstream_target_up, self.request_rejections,
-                       self.websocket_messages):
-            for labels in list(metric._metrics):  # no public iterator over the children
-                if labels[0] in gone:
-                    metric.remove(*labels)
+        _forget((self.requests, self.request_duration, self.upstream_response,
+                 self.auth_decisions, self.upstream_errors, self.upstream_ejections,
+                 self.upstream_retries, self.upstream_health_checks, self.upstream_target_up,
+                 self.request_rejections, self.websocket_messages), removed)
+
+
+def _forget(metrics: Iterable[Any], removed: Iterable[str]) -> None:
+    """Remove every label set whose first label (route or issuer) is in ``removed``."""
+    gone = set(removed)  # once: ``removed`` may be a one-shot iterator
+    for metric in metrics:
+        for labels in list(metric._metrics):  # no public iterator over the children
+            if labels[0] in gone:
+                metric.remove(*labels)

@@ -103,11 +103,12 @@ def _write_access_line(
     route = state.matched
     upstream = state.upstream_seconds
     user_agent = request.headers.get(hdrs.USER_AGENT)
+    path, _, query_string = request.raw_path.partition("?")
     values = {
         "request_id": state.request_id[1],
         "route": state.route,
         "method": request.method,
-        "path": request.raw_path.split("?", 1)[0][:512],
+        "path": path[:512],
         "status": status,
         "duration_ms": round(elapsed * 1000, 3),
         "upstream_ms": None if upstream is None else round(upstream * 1000, 3),
@@ -128,7 +129,7 @@ def _write_access_line(
     }
     policy = state.runtime.access_log
     mode = route.log_query if route is not None and route.log_query else policy.query
-    query = loggable_query(request.raw_path.partition("?")[2], mode)
+    query = loggable_query(query_string, mode)
     policy.write(values, query)
 
 

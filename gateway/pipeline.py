@@ -75,8 +75,7 @@ async def decide(
     match = runtime.routes.match(method, headers.get(hdrs.HOST), target)
     route = match.route
     state.route = route.name
-    state.matched = route
-    state.cors = route.proxy.cors  # refusals from here on carry the route's CORS headers
+    state.matched = route  # refusals from here on carry the route's CORS headers
     if not route.requires_auth:
         state.auth_reason = "none"
         return Decision(match, None)

@@ -43,7 +43,6 @@ Compile = Callable[[LoadedConfig, ReadFile], Runtime]
 AfterSwap = Callable[[Runtime, Runtime], Awaitable[None]]
 
 
-
 @dataclass(frozen=True, slots=True)
 class ReloadResult:
     result: Literal["success", "failure", "unchanged"]
@@ -223,21 +222,20 @@ class ConfigWatcher:
         state.loaded_at = self._clock()
         state.last_failure = ()
         self._metrics.record_config_loaded(new.sha256, state.loaded_at)
-        removed = {r.name for r in old.routes.rules()} - {r.name for r in new.routes.rules()}
+        added, removed, changed = _route_changes(old, new)
         self._metrics.forget_routes(removed)
         state.restart_required = tuple(
-            restart_changes(self._settings, Settings.from_spec(loaded.spec))
+            restart_changes(self._settings, Settings.from_spec(loaded.spec, loaded.base_dir))
         )
         self._metrics.record_restart_required(bool(state.restart_required))
         if self._after_swap is not None:
             await self._after_swap(old, new)
-        added, removed_names, changed = _route_changes(old, new)
         event(
             "config_reloaded",
             f"config reloaded ({trigger}): generation {state.generation}, "
             f"{len(new.routes.rules())} routes, sha256 {new.sha256[:12]}",
             trigger=trigger, generation=state.generation, config_sha256=new.sha256,
-            routes=len(new.routes.rules()), routes_added=added, routes_removed=removed_names,
+            routes=len(new.routes.rules()), routes_added=added, routes_removed=removed,
             routes_changed=changed,
         )
         if state.restart_required:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -22,11 +22,14 @@ class RequestState:
     principal: Principal | None = None
     auth_reason: str | None = None       # "ok", "none" or the refusal reason
     error_detail: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
     shadow: bool = False                 # refused on an enforce: false route, forwarded anyway
     matched: Route | None = None         # the route, once matched
     upstream_seconds: float | None = None  # from sending upstream to the end of the relay
-    cors: Cors | None = None             # the matched route's CORS settings (actual requests)
+
+    @property
+    def cors(self) -> Cors | None:
+        """The matched route's CORS settings (actual requests; refusals once matched too)."""
+        return self.matched.proxy.cors if self.matched is not None else None
 
 
 REQUEST_STATE = web.RequestKey("request_state", RequestState)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .config.issuers import resolve
 from .config.model import GatewaySpec
 
 
@@ -79,7 +80,7 @@ class Settings:
         if server.tls is not None:
             base = base_dir or Path(".")
             tls = TlsListener(
-                _absolute(base, server.tls.cert_file), _absolute(base, server.tls.key_file),
+                resolve(base, server.tls.cert_file), resolve(base, server.tls.key_file),
                 server.tls.min_version,
             )
         redirect = server.http_redirect
@@ -151,8 +152,3 @@ def _revocation_store(spec: GatewaySpec) -> str:
     timeouts = (f"connect {redis.connect_timeout}s, command {redis.command_timeout}s, "
                 f"heartbeat {redis.heartbeat_interval}s, max_staleness {redis.max_staleness}s")
     return f"redis {json.dumps(where, sort_keys=True)} tls={redis.tls} ({timeouts})"
-
-
-def _absolute(base: Path, name: str) -> Path:
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base / path

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import KeysUnavailable
+from ..logs import event
 from ..metrics import GatewayMetrics
 from .discovery import Metadata, discover
 from .fetch import Fetched, FetchError, FetchLimits, fetch_json
@@ -195,14 +196,17 @@ class JwksCache:
         self._fresh_for = min(max(fresh, s.min_refresh_interval), s.max_refresh_interval)
         previous = self._keys
         candidate = KeySet.build(entries)
-        if previous is None:
-            self._keys = replace(candidate, generation=1)
-        elif candidate.fingerprint != previous.fingerprint:
-            self._keys = replace(candidate, generation=previous.generation + 1)
-            log.info(
-                "keys of %s changed", s.issuer,
-                extra={"added": sorted(set(candidate.kids()) - set(previous.kids())),
-                       "removed": sorted(set(previous.kids()) - set(candidate.kids()))},
+        if previous is None or candidate.fingerprint != previous.fingerprint:
+            before = set(previous.kids()) if previous is not None else set()
+            self._keys = replace(
+                candidate, generation=1 if previous is None else previous.generation + 1
+            )
+            event(
+                "signing_keys_loaded" if previous is None else "signing_keys_changed",
+                f"keys of {s.issuer} {'loaded' if previous is None else 'changed'}",
+                issuer=s.issuer, keys=len(candidate.keys),
+                added=sorted(set(candidate.kids()) - before),
+                removed=sorted(before - set(candidate.kids())),
             )
         self._fetched_at = now
         self._due_at = now + REFRESH_AT * self._fresh_for
@@ -215,9 +219,11 @@ class JwksCache:
         self._last_error = f"{result}: {detail}"[:500]
         # back-off counted from the end of the failed attempt (a timeout may have taken long)
         self._due_at = self._clock() + min(RETRY_MIN * 2 ** (self._failures - 1), RETRY_MAX)
-        log.warning(
-            "fetching keys of %s failed (%s): %s", self.settings.issuer, result, detail,
-            extra={"failures": self._failures, "have_keys": self._keys is not None},
+        event(
+            "signing_keys_refresh_failed",
+            f"fetching keys of {self.settings.issuer} failed ({result}): {detail}",
+            level=logging.WARNING, issuer=self.settings.issuer, result=result,
+            failures=self._failures, have_keys=self._keys is not None,
         )
 
     # -- background refresh --------------------------------------------------------------

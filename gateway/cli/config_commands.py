@@ -52,7 +52,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _print_restart_changes(loaded: LoadedConfig, against: str) -> int:
     """Which restart-only settings differ from a running gateway (URL) or another file."""
-    new = Settings.from_spec(loaded.spec).describe()
+    new = Settings.from_spec(loaded.spec, loaded.base_dir).describe()
     if against.startswith(("http://", "https://")):
         try:
             _, status = asyncio.run(admin_call("GET", against.rstrip("/") + "/status", None))
@@ -62,7 +62,8 @@ def _print_restart_changes(loaded: LoadedConfig, against: str) -> int:
                         f"/status: {type(exc).__name__}: {exc}")
     else:
         try:
-            running = Settings.from_spec(load(against).spec).describe()
+            other = load(against)
+            running = Settings.from_spec(other.spec, other.base_dir).describe()
         except ConfigError as err:
             return print_problems(err)
     changes = describe_changes(running, new)

@@ -71,12 +71,10 @@ def add_cors_headers(
     origin = request_headers.get(hdrs.ORIGIN)
     if origin is None:
         return
-    if not cors.allowed_origin(origin):
-        for name in _RESPONSE_CORS:
-            response.headers.popall(name, None)
-        return
     for name in _RESPONSE_CORS:  # the route's settings win over the upstream's own
         response.headers.popall(name, None)
+    if not cors.allowed_origin(origin):
+        return
     out: CIMultiDict[str] = CIMultiDict()
     _origin_headers(cors, origin, out)
     if cors.expose_value:

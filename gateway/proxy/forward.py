@@ -37,7 +37,6 @@ from ..metrics import GatewayMetrics
 from ..routing import RouteMatch
 from ..runtime import Route, Runtime, Upstream
 from .body import RequestBody, check_declared
-from .clients import create_session
 from .headers import add_identity, request_headers
 from .options import IDEMPOTENT_METHODS
 from .pool import PoolState
@@ -46,7 +45,7 @@ from .routestate import RouteStates
 from .targets import ConnectFailed, tls_arguments, upstream_url
 from .websocket import is_websocket_upgrade, relay_websocket
 
-__all__ = ["Forwarder", "create_session", "upstream_url"]
+__all__ = ["Forwarder", "upstream_url"]
 
 log = logging.getLogger("gateway.proxy")
 
@@ -58,14 +57,12 @@ T = TypeVar("T")
 class Forwarder:
     def __init__(
         self,
-        session: aiohttp.ClientSession | None,
         metrics: GatewayMetrics,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # ``session`` is kept for callers of the single-session era; every route has its own.
+        """Every route gets its own client session (connection pool) from ``RouteStates``."""
         self.metrics = metrics
-        self._metrics = metrics
         self.state = RouteStates(metrics, clock)
         self.websockets = self.state.websockets
 
@@ -129,7 +126,7 @@ class Forwarder:
             upstream, target = await self.attempts(request, route, pool, body, send)
             try:
                 return await relay_response(
-                    request, route, target, upstream, request_id, self._metrics
+                    request, route, target, upstream, request_id, self.metrics
                 )
             finally:
                 pool.state(target).active -= 1
@@ -206,16 +203,16 @@ class Forwarder:
                     and len(tried) < min(policy.attempts, len(pool.targets))
                 )
                 if retry and budget.withdraw():
-                    self._metrics.upstream_retries.labels(route.name, "retried").inc()
+                    self.metrics.upstream_retries.labels(route.name, "retried").inc()
                     log.info("retrying %s on another target after: %s", route.name, exc)
                     continue
                 if retry:
-                    self._metrics.upstream_retries.labels(route.name, "budget_exhausted").inc()
-                self._metrics.record_upstream_error(route.name, "upstream_unavailable")
+                    self.metrics.upstream_retries.labels(route.name, "budget_exhausted").inc()
+                self.metrics.record_upstream_error(route.name, "upstream_unavailable")
                 raise UpstreamUnavailable(f"{target.url}: {exc}") from None
             except TimeoutError:
                 self._failed(route, pool, target)
-                self._metrics.record_upstream_error(route.name, "upstream_timeout")
+                self.metrics.record_upstream_error(route.name, "upstream_timeout")
                 raise UpstreamTimeout(
                     f"no response head from {target.url} within {route.timeout}s"
                 ) from None
@@ -223,7 +220,7 @@ class Forwarder:
                 if body is not None and body.error is not None:
                     raise body.error from None  # the client's fault: 413 / 408
                 self._failed(route, pool, target)
-                self._metrics.record_upstream_error(route.name, "upstream_unavailable")
+                self.metrics.record_upstream_error(route.name, "upstream_unavailable")
                 raise UpstreamUnavailable(f"{target.url}: {type(exc).__name__}: {exc}") \
                     from None
             if status in _GATEWAY_FAILURES:
@@ -234,7 +231,7 @@ class Forwarder:
 
     def _failed(self, route: Route, pool: PoolState, target: Upstream) -> None:
         if pool.report_failure(target):
-            self._metrics.upstream_ejections.labels(route.name, target.url).inc()
+            self.metrics.upstream_ejections.labels(route.name, target.url).inc()
             log.warning("target %s of route %s ejected for %.0fs", target.url, route.name,
                         pool.pool.passive.ejection_time)
 
@@ -266,7 +263,7 @@ class Forwarder:
                     request.method, url, headers=headers,
                     data=body.chunks() if body is not None else None,
                     allow_redirects=False, compress=None, chunked=None,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=opts.connect_timeout),
+                    timeout=opts.client_timeout,
                     **tls_arguments(tls, target),
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -274,7 +271,7 @@ class Forwarder:
             finally:
                 if body is not None:
                     body.on_progress = _no_progress
-        self._metrics.record_upstream_response(route.name, time.perf_counter() - started)
+        self.metrics.record_upstream_response(route.name, time.perf_counter() - started)
         return upstream
 
 

@@ -28,6 +28,7 @@ VIA_TOKEN = "1.1 oauth2-gateway"
 #: Control characters other than HTAB are invalid in field values (RFC 9110 §5.5); CR, LF and
 #: NUL would split or end a header, and aiohttp's writer refuses all of them (→ 500 otherwise).
 _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN_SAFE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]*")
 
 
 def normalized_name(name: str) -> str:
@@ -43,9 +44,10 @@ def connection_nominated(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> s
     return nominated
 
 
-def _drop(name: str, nominated: set[str], stripped: frozenset[str]) -> bool:
-    lower = name.lower()
-    return lower in HOP_BY_HOP or lower in nominated or normalized_name(name) in stripped
+def _drop(lower: str, nominated: set[str], stripped: frozenset[str]) -> bool:
+    """``lower``: the header name in lower case."""
+    return (lower in HOP_BY_HOP or lower in nominated
+            or (lower.replace("_", "-") if "_" in lower else lower) in stripped)
 
 
 def request_headers(
@@ -72,7 +74,7 @@ def request_headers(
         if trusted_peer and lower in FORWARDING and lower not in nominated:
             kept.setdefault(lower, []).append(value)
             continue
-        if _drop(name, nominated, stripped) or lower == "host":
+        if _drop(lower, nominated, stripped) or lower == "host":
             continue
         if lower == "via":
             via.append(value)
@@ -103,7 +105,8 @@ def _forwarded_node(ip: str) -> str:
 
 
 def _is_token_safe(value: str) -> bool:
-    return all(0x21 <= ord(c) <= 0x7E and c not in '"\\' for c in value)
+    """Visible ASCII without ``"`` and ``\\``: safe inside a quoted Forwarded value."""
+    return _TOKEN_SAFE.fullmatch(value) is not None
 
 
 def valid_field_value(value: str) -> bool:
@@ -140,10 +143,12 @@ def add_identity(
 def response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """The upstream response's headers without hop-by-hop ones (and those Connection names)."""
     nominated = connection_nominated(incoming)
-    return CIMultiDict(
-        (k, v) for k, v in incoming.items()
-        if k.lower() not in HOP_BY_HOP and k.lower() not in nominated
-    )
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        lower = name.lower()
+        if lower not in HOP_BY_HOP and lower not in nominated:
+            out.add(name, value)
+    return out
 
 
 def stripped_names(identity_names: Iterable[str]) -> frozenset[str]:

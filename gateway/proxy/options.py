@@ -12,6 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import aiohttp
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
@@ -137,11 +138,21 @@ class ProxyOptions:
     cors: Cors | None = None
     websocket: bool = True
     ws_max_message: int = 4 * 1024 * 1024
+    # derived once here rather than per request
+    _connection_key: tuple[object, ...] = field(init=False, compare=False, repr=False)
+    client_timeout: aiohttp.ClientTimeout = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        tls = self.pool.tls
+        key = (self.max_connections, tls.fingerprint if tls is not None else None)
+        object.__setattr__(self, "_connection_key", key)
+        # the upstream request's own timeout: the connect only (the rest is the gateway's)
+        object.__setattr__(self, "client_timeout",
+                           aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout))
 
     def connection_key(self) -> tuple[object, ...]:
         """What a route's connection pool depends on: routes sharing it share connections."""
-        tls = self.pool.tls
-        return (self.max_connections, tls.fingerprint if tls is not None else None)
+        return self._connection_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ pool unchanged. The clock is injectable for tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from ..runtime import Upstream
@@ -46,13 +46,19 @@ class PoolState:
     def state(self, target: Upstream) -> TargetState:
         return self._by_url[target.url]
 
-    def pick(self, exclude: Iterable[str] = ()) -> Upstream | None:
+    def pick(self, exclude: Collection[str] = ()) -> Upstream | None:
         """The next target not in ``exclude`` (URLs), or None when none is left."""
-        excluded = set(exclude)
-        candidates = [s for s in self.targets if s.target.url not in excluded]
+        now = self._clock()
+        targets = self.targets
+        if not exclude and len(targets) == 1:   # the common case, without allocations
+            only = targets[0]
+            if only.available(now):
+                self._next += 1
+            return only.target
+        candidates = [s for s in targets if s.target.url not in exclude] if exclude \
+            else targets
         if not candidates:
             return None
-        now = self._clock()
         available = [s for s in candidates if s.available(now)]
         if not available:   # everything is out: try anyway, soonest back first
             return min(candidates, key=lambda s: (not s.checked_up, s.ejected_until)).target

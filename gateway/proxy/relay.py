@@ -59,8 +59,12 @@ async def relay_response(
         content = upstream.content
         while True:
             try:
-                async with asyncio.timeout(idle):
-                    chunk = await content.readany()
+                # What has arrived already is taken without a deadline (a small body usually
+                # comes with the head); only a read that has to wait gets one.
+                chunk = content.read_nowait()
+                if not chunk and not content.at_eof():
+                    async with asyncio.timeout(idle):
+                        chunk = await content.readany()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 # The client connection dies with the upstream's: never a spliced message.
                 reason = "upstream_timeout" if isinstance(exc, TimeoutError) else \

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from ..connection import GatewayProtocol
 from ..metrics import GatewayMetrics
 from ..runtime import Route, Upstream
+from .headers import connection_nominated
 from .pool import PoolState
 from .targets import ConnectFailed, tls_arguments, upstream_url
 
@@ -53,9 +54,7 @@ def is_websocket_upgrade(request: web.Request) -> bool:
         return False
     if request.headers.get(hdrs.UPGRADE, "").strip().lower() != "websocket":
         return False
-    tokens = {t.strip().lower() for v in request.headers.getall(hdrs.CONNECTION, ())
-              for t in v.split(",")}
-    return "upgrade" in tokens
+    return "upgrade" in connection_nominated(request.headers)
 
 
 def client_protocols(request: web.Request) -> tuple[str, ...]:

@@ -12,10 +12,7 @@ import json
 from collections.abc import Iterator
 
 from ..auth.principal import Principal
-from .store import KINDS, Kind, Page, Revocation
-
-Key = tuple[Kind, str, str]
-
+from .store import KINDS, Key, Kind, Page, Revocation
 
 _BUCKET = 60.0  # seconds of expiry per pruning bucket
 

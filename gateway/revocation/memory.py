@@ -1,6 +1,7 @@
 """The in-process revocation store: one instance, for development and the quickstart.
 
-Lookups are dictionary reads. Expired entries are dropped lazily on lookup and by ``purge``.
+A ``RevocationIndex`` (the structure the Redis store checks against) with no Redis behind it:
+lookups are dictionary reads; expired entries are dropped lazily on lookup and by ``purge``.
 """
 
 from __future__ import annotations
@@ -9,53 +10,34 @@ import time
 from collections.abc import Callable
 
 from ..auth.principal import Principal
+from .index import RevocationIndex
 from .store import Kind, Page, Revocation
-
-Key = tuple[Kind, str, str]
 
 
 class MemoryRevocationStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._entries: dict[Key, Revocation] = {}
+        self._index = RevocationIndex()
         self._clock = clock
 
-    def _live(self, key: Key, now: float) -> Revocation | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires_at <= now:
-            del self._entries[key]
-            return None
-        return entry
-
     async def is_revoked(self, principal: Principal) -> bool:
-        if not self._entries:
-            return False
-        now = self._clock()
-        iss = principal.issuer
-        candidates: list[Key] = [("issuer", iss, iss)]
-        if principal.token_id is not None:
-            candidates.append(("jti", iss, principal.token_id))
-        if principal.subject is not None:
-            candidates.append(("sub", iss, principal.subject))
-        if principal.client_id is not None:
-            candidates.append(("client", iss, principal.client_id))
-        for key in candidates:
-            entry = self._live(key, now)
-            if entry is not None and entry.revokes(principal):
-                return True
-        return False
+        return self._index.is_revoked(principal, self._clock())
 
     async def revoke(self, entry: Revocation) -> None:
-        self._entries[(entry.kind, entry.issuer, entry.value)] = entry
+        # writes drop what has expired, so the index (and its expiry buckets) stay bounded
+        self._index.prune(self._clock())
+        self._index.put(entry)
 
     async def unrevoke(self, kind: Kind, issuer: str, value: str) -> bool:
-        return self._entries.pop((kind, issuer, value), None) is not None
+        return self._index.remove(kind, issuer, value)
 
     def purge(self) -> int:
+        """Drop every expired entry now; the number dropped."""
         now = self._clock()
-        expired = [k for k, e in self._entries.items() if e.expires_at <= now]
-        for key in expired:
-            del self._entries[key]
-        return len(expired)
+        dropped = self._index.prune(now)  # whole expired minutes, with their buckets
+        expired = [e for e in self._index.entries() if e.expires_at <= now]
+        for entry in expired:
+            self._index.remove(entry.kind, entry.issuer, entry.value)
+        return dropped + len(expired)
 
     async def list(
         self,
@@ -66,18 +48,8 @@ class MemoryRevocationStore:
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        self.purge()
-        selected = sorted(
-            (k, e)
-            for k, e in self._entries.items()
-            if (kind is None or k[0] == kind)
-            and (issuer is None or k[1] == issuer)
-            and (value is None or k[2] == value)
-        )
-        start = int(cursor) if cursor and cursor.isdigit() else 0
-        page = [e for _, e in selected[start : start + limit]]
-        more = start + limit < len(selected)
-        return Page(page, str(start + limit) if more else None)
+        return self._index.page(now=self._clock(), kind=kind, issuer=issuer, value=value,
+                                limit=limit, cursor=cursor)
 
     async def close(self) -> None:
         return None

@@ -20,7 +20,7 @@ from ..auth.principal import Principal
 from ..metrics import GatewayMetrics
 from . import scripts
 from .redis_target import RedisLink, RedisSettings
-from .store import Kind, Page, Revocation, StoreError
+from .store import Kind, Page, Revocation
 from .sync import RevocationSync
 from .wire import encode_entry, field_of, unrevoke_fields
 
@@ -60,10 +60,7 @@ class RedisRevocationStore:
                       "until it is", self.sync.last_error or "no answer")
 
     async def is_revoked(self, principal: Principal) -> bool:
-        sync = self.sync
-        if not sync.is_current():
-            raise StoreError(sync.unavailable_reason())
-        return sync.index.is_revoked(principal, self._clock())
+        return self.sync.current_index().is_revoked(principal, self._clock())
 
     async def revoke(self, entry: Revocation) -> None:
         k = self.settings.keys
@@ -75,7 +72,7 @@ class RedisRevocationStore:
             field, payload, entry.expires_at, k.channel, now,
         ))
         self.sync.index.put(entry)
-        self.metrics.record_revocation_entries(self.sync.index.counts())
+        self.sync.record_entries()
 
     async def unrevoke(self, kind: Kind, issuer: str, value: str) -> bool:
         k = self.settings.keys
@@ -85,7 +82,7 @@ class RedisRevocationStore:
             field_of(kind, issuer, value), k.channel, now, unrevoke_fields(kind, issuer, value),
         ))
         removed = self.sync.index.remove(kind, issuer, value)
-        self.metrics.record_revocation_entries(self.sync.index.counts())
+        self.sync.record_entries()
         return bool(version) or removed
 
     async def list(
@@ -97,10 +94,9 @@ class RedisRevocationStore:
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        if not self.sync.is_current():
-            raise StoreError(self.sync.unavailable_reason())
-        return self.sync.index.page(now=self._clock(), kind=kind, issuer=issuer, value=value,
-                                    limit=limit, cursor=cursor)
+        return self.sync.current_index().page(
+            now=self._clock(), kind=kind, issuer=issuer, value=value, limit=limit, cursor=cursor,
+        )
 
     def describe(self) -> dict[str, Any]:
         """The store's state for /status."""

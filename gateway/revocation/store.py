@@ -20,6 +20,8 @@ from ..auth.principal import Principal
 
 Kind = Literal["jti", "sub", "client", "issuer"]
 KINDS: tuple[Kind, ...] = ("jti", "sub", "client", "issuer")
+#: What identifies an entry: (kind, issuer, value).
+Key = tuple[Kind, str, str]
 
 
 class StoreError(Exception):

@@ -37,6 +37,7 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
+from ..logs import event
 from ..metrics import GatewayMetrics
 from .index import RevocationIndex
 from .redis_target import REDIS_FAILURES, RedisLink, describe_failure
@@ -118,6 +119,15 @@ class RevocationSync:
     def is_current(self) -> bool:
         return self._mono() - self._proof <= self.settings.max_staleness
 
+    def current_index(self) -> RevocationIndex:
+        """The index, when it is known to be current; else StoreError (on_unavailable)."""
+        if not self.is_current():
+            raise StoreError(self.unavailable_reason())
+        return self.index
+
+    def record_entries(self) -> None:
+        self.metrics.record_revocation_entries(self.index.counts())
+
     def lag(self) -> float:
         """Seconds since the last proof of being current (inf before the first load)."""
         return self._mono() - self._proof
@@ -141,7 +151,9 @@ class RevocationSync:
                 cause = exc.cause if isinstance(exc, SyncLost) else "reconnect"
                 self.last_error = (str(exc) if isinstance(exc, SyncLost | StoreError)
                                    else describe_failure(exc))
-                log.warning("revocation feed lost (%s): %s", cause, self.last_error)
+                event("revocation_feed_lost", f"revocation feed lost ({cause}): "
+                      f"{self.last_error}", level=logging.WARNING, cause=cause,
+                      error=self.last_error)
             except Exception as exc:  # a bug must not end the feed for good
                 cause = "reconnect"
                 self.last_error = describe_failure(exc)
@@ -234,7 +246,7 @@ class RevocationSync:
             self._see(message.version)
         if message.sent_at is not None:
             self.metrics.revocation_propagation.observe(max(0.0, self._clock() - message.sent_at))
-        self.metrics.record_revocation_entries(self.index.counts())
+        self.record_entries()
 
     def _see(self, version: int) -> None:
         if version <= self._applied:
@@ -344,12 +356,12 @@ class RevocationSync:
             self._apply(message)
         self.resyncs += 1
         self.metrics.record_revocation_resync("success")
-        self.metrics.record_revocation_entries(self.index.counts())
+        self.record_entries()
         self.last_load = {"entries": len(index), "skipped": skipped,
                           "seconds": round(self._mono() - started, 3), "at": self._clock()}
         self._confirm()
         self.first_sync.set()
-        log.info("revocation list loaded from Redis", extra=self.last_load)
+        event("revocation_list_loaded", "revocation list loaded from Redis", **self.last_load)
 
     async def _recover_loss(self, epoch: str | None, version: int) -> bool:
         """Re-seed Redis from memory if it lost the list; True when something was written."""
@@ -364,22 +376,23 @@ class RevocationSync:
         else:
             return False
         live = [e for e in self.index.entries() if e.expires_at > self._clock()]
-        log.error(
-            "Redis lost revocations (%s): it restarted without persistence or failed over to "
-            "an empty replica. Re-seeding it from this instance's %d entries; enable AOF.",
-            why, len(live),
-        )
         self.reseeds += 1
         self.metrics.revocation_reseeds.inc()
         added = await reseed(self.link, self.keys, live)
-        log.error("re-seeded Redis with %d of %d revocations", added, len(live))
+        event(
+            "revocation_store_reseeded",
+            f"Redis lost revocations ({why}): it restarted without persistence or failed over "
+            f"to an empty replica. Re-seeded it with {added} of this instance's {len(live)} "
+            "entries; enable AOF.",
+            level=logging.ERROR, why=why, entries=len(live), added=added,
+        )
         return True
 
     async def _prune(self) -> None:
         dropped = self.index.prune(self._clock())
         await prune_redis(self.link, self.keys, self._clock())
         if dropped:
-            self.metrics.record_revocation_entries(self.index.counts())
+            self.record_entries()
 
     def _progress(self, n: int) -> None:
         self.loading_progress += n

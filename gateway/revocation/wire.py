@@ -34,9 +34,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .store import KINDS, Kind, Revocation
-
-Key = tuple[Kind, str, str]
+from .store import KINDS, Key, Revocation
 
 
 @dataclass(frozen=True, slots=True)

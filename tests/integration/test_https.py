@@ -226,3 +226,18 @@ async def test_a_renewed_certificate_is_picked_up_by_the_config_reload(
         await asyncio.open_connection("127.0.0.1", port, ssl=client_context(ca))
     _, fresh = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(new_ca))
     fresh.close()
+
+
+async def test_relative_certificate_paths_do_not_ask_for_a_restart_on_reload(
+    start_gateway, tmp_path, upstream, rsa_key, ec_key, ca
+):
+    """Relative cert paths resolve against the config's directory on reload too (not the
+    working directory), so an unchanged ``server.tls`` is not reported as a restart change."""
+    write_cert(ca.issue_cert("127.0.0.1"), tmp_path, "server")
+    config = base_config(tmp_path, upstream, rsa_key, ec_key)
+    config["server"]["tls"] = {"cert_file": "server.pem", "key_file": "server.key"}
+    gw = await start_gateway(config)
+    write_cert(trustme.CA().issue_cert("127.0.0.1"), tmp_path, "server")
+    result = await gw.server.reload("test")
+    assert result.result == "success"
+    assert result.restart_required == ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -76,26 +77,36 @@ async def test_start_up_does_not_wait_for_a_hanging_provider_and_answers_503(
 
 
 async def test_an_issuer_without_keys_recovers_when_the_provider_comes_back(
-    start_gateway: GatewayFactory, upstream: Upstream, idp: Idp
+    start_gateway: GatewayFactory, upstream: Upstream, idp: Idp,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.events")
     idp.fail("500")
     gw = await start_gateway(jwks_config(upstream, idp, jwks={"cooldown": "0s"}))
     assert await call(gw, idp.token()) == (503, "temporarily_unavailable")
     idp.recover()
     # no keys + cooldown passed: the request itself triggers the fetch and waits for it
     assert await call(gw, idp.token()) == (200, "ok")
+    events = [(getattr(r, "event", None), getattr(r, "issuer", None))
+              for r in caplog.records if r.name == "gateway.events"]
+    assert ("signing_keys_refresh_failed", idp.issuer) in events
+    assert ("signing_keys_loaded", idp.issuer) in events
 
 
 # -- rotation and unknown kids -------------------------------------------------------------
 
 
 async def test_a_rotated_key_is_picked_up_by_the_first_token_that_uses_it(
-    start_gateway: GatewayFactory, upstream: Upstream, idp: Idp
+    start_gateway: GatewayFactory, upstream: Upstream, idp: Idp,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     gw = await ready(await start_gateway(jwks_config(upstream, idp)))
     assert await call(gw, idp.token()) == (200, "ok")
-    idp.rotate()
-    assert await call(gw, idp.token()) == (200, "ok")
+    with caplog.at_level(logging.INFO, logger="gateway.events"):
+        new_key = idp.rotate()
+        assert await call(gw, idp.token()) == (200, "ok")
+    changed = [r for r in caplog.records if getattr(r, "event", None) == "signing_keys_changed"]
+    assert [r.added for r in changed] == [[new_key.kid]]  # type: ignore[attr-defined]
     assert idp.jwks_hits() == 2
     assert gw.sample("gateway_jwks_unknown_kid_total",
                      {"issuer": idp.issuer, "action": "refetch"}) == 1

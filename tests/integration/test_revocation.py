@@ -149,10 +149,13 @@ async def test_a_token_without_iat_is_refused_by_a_cutoff(
 async def test_a_client_cutoff_refuses_that_clients_tokens(
     gateway: RunningGateway, http: aiohttp.ClientSession, make_token: TokenFactory
 ) -> None:
+    # Tokens issued before the cutoff (minted after it, their whole-second iat could pass it).
+    alice, bob = (make_token(sub=s, client_id="web-app") for s in ("alice", "bob"))
+    mobile = make_token(sub="alice", client_id="mobile")
     await admin(http, gateway, "POST", json={"client_id": "web-app"})
-    assert_revoked(*await get(http, gateway, make_token(sub="alice", client_id="web-app")))
-    assert_revoked(*await get(http, gateway, make_token(sub="bob", client_id="web-app")))
-    assert (await get(http, gateway, make_token(sub="alice", client_id="mobile")))[0] == 200
+    assert_revoked(*await get(http, gateway, alice))
+    assert_revoked(*await get(http, gateway, bob))
+    assert (await get(http, gateway, mobile))[0] == 200
 
 
 async def test_revocations_of_one_issuer_leave_another_issuers_tokens_alone(
@@ -164,10 +167,11 @@ async def test_revocations_of_one_issuer_leave_another_issuers_tokens_alone(
     (tmp_path / "idp2.pem").write_bytes(second_issuer_key.public_pem())
     config["issuers"].append({"issuer": ISSUER2, "audiences": [AUDIENCE], "keys": ["idp2.pem"]})
     gw = await start_gateway(config)
+    alice = make_token(sub="alice")  # issued before the cutoff below
     await admin(http, gw, "POST", json={"sub": "alice", "iss": ISSUER})
     await admin(http, gw, "POST", json={"jti": "shared-jti", "iss": ISSUER})
 
-    assert_revoked(*await get(http, gw, make_token(sub="alice")))
+    assert_revoked(*await get(http, gw, alice))
     assert_revoked(*await get(http, gw, make_token(sub="carol", jti="shared-jti")))
     other = make_token(key=second_issuer_key, iss=ISSUER2, sub="alice", jti="shared-jti")
     assert (await get(http, gw, other))[0] == 200

@@ -74,7 +74,7 @@ async def timed_revoke(
 async def test_redis_down_at_start_up_applies_the_policy_until_the_first_load(
     start_gateway: GatewayFactory, tmp_path: Path, upstream: Upstream, rsa_key: KeyPair,
     ec_key: KeyPair, redis_launcher: RedisLauncher, http: aiohttp.ClientSession,
-    make_token: TokenFactory, policy: str, while_down: int,
+    make_token: TokenFactory, policy: str, while_down: int, caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = free_port()
     config = redis_config(tmp_path, upstream, rsa_key, ec_key,
@@ -98,9 +98,12 @@ async def test_redis_down_at_start_up_applies_the_policy_until_the_first_load(
     async with http.get(gw.admin_url + "/readyz") as resp:
         assert resp.status == 200
 
-    redis_launcher.server(port=port)
-    await eventually(lambda: store_of(gw).describe()["current"], timeout=8,  # backoff ≤ 5 s
-                     what="the first load")
+    with caplog.at_level(logging.INFO, logger="gateway.events"):
+        redis_launcher.server(port=port)
+        await eventually(lambda: store_of(gw).describe()["current"], timeout=8,  # backoff ≤ 5 s
+                         what="the first load")
+    events = [getattr(r, "event", None) for r in caplog.records if r.name == "gateway.events"]
+    assert "revocation_feed_lost" in events and "revocation_list_loaded" in events
     assert (await get(http, gw, token))[0] == 200
 
 
@@ -234,6 +237,9 @@ async def test_redis_restarted_empty_is_reseeded_with_the_union_of_the_instances
             await until_status(http, gw, only_a, 401, timeout=8)
             await until_status(http, gw, only_b, 401, timeout=8)
     assert any("Redis lost revocations" in r.getMessage() for r in caplog.records)
+    reseeds = [(r.name, getattr(r, "added", None)) for r in caplog.records
+               if getattr(r, "event", None) == "revocation_store_reseeded"]
+    assert ("gateway.events", 1) in reseeds  # a gave back known-to-a (b had nothing to give)
     assert a.sample("gateway_revocation_reseeds_total") == 1
     with redis_server.client() as r:
         stored = {k.decode(): json.loads(v) for k, v in r.hgetall("{test}:entries").items()}

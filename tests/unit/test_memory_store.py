@@ -152,3 +152,14 @@ async def test_list_filters_and_pages_with_a_cursor(store: MemoryRevocationStore
     assert [e.issuer for e in (await store.list(value="j0")).entries] == [ISS, OTHER_ISS]
     assert [e.kind for e in (await store.list(kind="sub")).entries] == ["sub"]
     assert len((await store.list()).entries) == 7
+
+
+async def test_writes_drop_entries_expired_in_earlier_minutes(
+    store: MemoryRevocationStore, clock: Clock
+) -> None:
+    """Entries nobody looks up again do not pile up: a later write prunes them."""
+    await store.revoke(Revocation("jti", ISS, "old", expires_at=1_100.0))
+    clock.now = 1_300.0
+    await store.revoke(Revocation("jti", ISS, "new", expires_at=2_000.0))
+    assert len(store._index) == 1
+    assert [e.value for e in (await store.list()).entries] == ["new"]

@@ -130,3 +130,15 @@ def test_concurrency_limit_refuses_beyond_its_limit() -> None:
     limit.release()
     limit.acquire("r")
     assert ConcurrencyLimit(None).limit is None
+
+
+def test_a_single_target_is_picked_even_when_ejected_unless_excluded() -> None:
+    clock = Clock()
+    state = PoolState(pool(A, max_failures=1, ejection=10), clock)
+    assert state.pick() == A
+    assert state.report_failure(A) is True
+    assert state.pick() == A  # everything is out: tried anyway
+    assert state.pick([A.url]) is None
+    state.state(A).checked_up = False
+    clock.now += 10.0
+    assert state.pick() == A

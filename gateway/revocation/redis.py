@@ -26,6 +26,9 @@ from .wire import encode_entry, field_of, unrevoke_fields
 
 log = logging.getLogger("gateway.revocation")
 
+#: Longest wait for the feed task and the client to close at shutdown.
+CLOSE_TIMEOUT = 2.0
+
 
 class RedisRevocationStore:
     def __init__(
@@ -120,9 +123,14 @@ class RedisRevocationStore:
         }
 
     async def close(self) -> None:
+        """Stop the feed and close the client, bounded: a Redis that accepts but never answers
+        (or a feed stuck in clean-up) must not hold the gateway's shutdown."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._task
             self._task = None
-        await self.link.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.link.close()

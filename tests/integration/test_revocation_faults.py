@@ -269,3 +269,18 @@ async def test_redis_restarted_with_its_data_means_a_reload_and_no_reseed(
     assert (await get(http, gw, token))[0] == 401
     assert gw.sample("gateway_revocation_reseeds_total") == 0
     await asyncio.sleep(0)
+
+
+async def test_shutdown_is_not_held_by_a_redis_that_never_answers(
+    start_gateway: GatewayFactory, tmp_path: Path, upstream: Upstream, rsa_key: KeyPair,
+    ec_key: KeyPair, redis_server: RedisProcess,
+) -> None:
+    gw = await start_gateway(redis_config(tmp_path, upstream, rsa_key, ec_key,
+                                          url=redis_server.url))
+    redis_server.pause()  # SIGSTOP: connections accepted, nothing answered
+    try:
+        started = time.monotonic()
+        await store_of(gw).close()
+        assert time.monotonic() - started < 2 * 2.0 + 0.5  # CLOSE_TIMEOUT twice at most
+    finally:
+        redis_server.resume()
